@@ -1,0 +1,150 @@
+import Glibc
+
+/// A block of raw bytes that tensors view. It is either owned (allocated, 64-byte aligned, freed
+/// on deinit) or borrowed from another object that keeps it alive (a memory-mapped file), which
+/// is how files are read without copying.
+public final class Storage: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let byteCount: Int
+    private let owner: AnyObject?
+
+    /// Allocates `byteCount` zeroed bytes, 64-byte aligned.
+    public init(zeroedBytes byteCount: Int) {
+        precondition(byteCount >= 0)
+        var p: UnsafeMutableRawPointer? = nil
+        let rc = posix_memalign(&p, 64, max(byteCount, 1))
+        precondition(rc == 0 && p != nil, "out of memory allocating \(byteCount) bytes")
+        memset(p!, 0, max(byteCount, 1))
+        self.base = p!
+        self.byteCount = byteCount
+        self.owner = nil
+    }
+
+    /// Views memory owned by `owner` (for example a mapped file) without copying.
+    public init(borrowing base: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
+        self.base = base; self.byteCount = byteCount; self.owner = owner
+    }
+
+    deinit { if owner == nil { free(base) } }
+}
+
+/// An n-dimensional array: a dtype, a shape and a view into a `Storage`, C (row-major) order.
+///
+/// Tensors are values whose bytes are shared: copying a `Tensor` copies the view, not the data
+/// (as NumPy arrays do). Use `copy()` for an independent buffer.
+public struct Tensor: @unchecked Sendable {
+    public var dtype: DType
+    public private(set) var shape: [Int]
+    public let storage: Storage
+    /// Byte offset of element 0 in `storage`.
+    public let offset: Int
+
+    /// Number of elements: the product of the shape (1 for a scalar).
+    public var count: Int { shape.reduce(1, *) }
+    public var byteCount: Int { count * dtype.size }
+    public var rank: Int { shape.count }
+    /// Size of axis 0 (1 for a scalar).
+    public var rows: Int { shape.first ?? 1 }
+    /// Bytes per row along axis 0.
+    public var rowBytes: Int { shape.dropFirst().reduce(1, *) * dtype.size }
+
+    /// A zero-filled tensor. Throws for negative or overflowing shapes.
+    public init(zeros dtype: DType, shape: [Int]) throws {
+        let n = try Tensor.checkedByteCount(dtype: dtype, shape: shape)
+        self.init(dtype: dtype, shape: shape, storage: Storage(zeroedBytes: n), offset: 0)
+    }
+
+    /// A view of `storage` starting at `offset`; the caller guarantees the bytes exist.
+    public init(dtype: DType, shape: [Int], storage: Storage, offset: Int = 0) {
+        precondition(offset >= 0 && offset + shape.reduce(1, *) * dtype.size <= storage.byteCount,
+                     "tensor view out of bounds")
+        self.dtype = dtype; self.shape = shape; self.storage = storage; self.offset = offset
+    }
+
+    public init(_ values: [Float], shape: [Int]? = nil) {
+        let s = shape ?? [values.count]
+        precondition(s.reduce(1, *) == values.count)
+        self = try! Tensor(zeros: .f32, shape: s)
+        values.withUnsafeBytes { self.rawPointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    public init(_ values: [Int64], shape: [Int]? = nil) {
+        let s = shape ?? [values.count]
+        precondition(s.reduce(1, *) == values.count)
+        self = try! Tensor(zeros: .i64, shape: s)
+        values.withUnsafeBytes { self.rawPointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    /// The byte size of a tensor of this shape, or a data error if a dimension is negative or
+    /// the size overflows (a header claiming 10^15 elements must not crash or allocate).
+    public static func checkedByteCount(dtype: DType, shape: [Int], limit: Int = Int.max) throws -> Int {
+        var n = dtype.size
+        for d in shape {
+            guard d >= 0 else { throw TLError.data("negative dimension \(d) in shape \(shape)") }
+            let (m, o) = n.multipliedReportingOverflow(by: d)
+            guard !o else { throw TLError.data("shape \(shape) overflows 64-bit sizes") }
+            n = m
+        }
+        guard n <= limit else { throw TLError.data("shape \(shape) of \(dtype.shortName) needs \(n) bytes, over the limit of \(limit)") }
+        return n
+    }
+
+    public var rawPointer: UnsafeMutableRawPointer { storage.base + offset }
+    public var rawBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: rawPointer, count: byteCount) }
+
+    /// Calls `body` with a typed pointer to the elements. `T` must match the dtype's size.
+    @inlinable
+    public func withUnsafeMutablePointer<T, R>(to: T.Type, _ body: (UnsafeMutablePointer<T>, Int) throws -> R) rethrows -> R {
+        precondition(MemoryLayout<T>.size == dtype.size, "element type does not match dtype \(dtype)")
+        return try body(rawPointer.assumingMemoryBound(to: T.self), count)
+    }
+
+    /// The same bytes with a new shape of the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count, "reshape \(shape) -> \(newShape) changes the count")
+        return Tensor(dtype: dtype, shape: newShape, storage: storage, offset: offset)
+    }
+
+    /// Rows `range` along axis 0, without copying.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= rows)
+        var s = shape; s[0] = range.count
+        return Tensor(dtype: dtype, shape: s, storage: storage, offset: offset + range.lowerBound * rowBytes)
+    }
+
+    /// An independent copy (owned, aligned).
+    public func copy() -> Tensor {
+        let t = try! Tensor(zeros: dtype, shape: shape)
+        if byteCount > 0 { t.rawPointer.copyMemory(from: rawPointer, byteCount: byteCount) }
+        return t
+    }
+
+    /// Concatenates tensors along axis 0. They must share dtype and trailing dimensions.
+    public static func concatenate(_ parts: [Tensor]) throws -> Tensor {
+        guard let first = parts.first else { throw TLError(.software, "concatenate of no tensors") }
+        if parts.count == 1 { return first }
+        let tail = Array(first.shape.dropFirst())
+        var rows = 0
+        for p in parts {
+            guard p.dtype == first.dtype, p.rank >= 1, Array(p.shape.dropFirst()) == tail else {
+                throw TLError.data("cannot join \(p.dtype.shortName) \(p.shape) to \(first.dtype.shortName) \(first.shape)")
+            }
+            rows += p.rows
+        }
+        let out = try Tensor(zeros: first.dtype, shape: [rows] + tail)
+        var at = 0
+        for p in parts where p.byteCount > 0 {
+            (out.rawPointer + at).copyMemory(from: p.rawPointer, byteCount: p.byteCount)
+            at += p.byteCount
+        }
+        return out
+    }
+
+    /// True when dtype, shape and bytes are the same.
+    public func bitwiseEqual(_ o: Tensor) -> Bool {
+        dtype == o.dtype && shape == o.shape && memcmp(rawPointer, o.rawPointer, byteCount) == 0
+    }
+}
+
+/// A shape as people write it: [60000, 1, 28, 28] -> "60000x1x28x28"; a scalar -> "scalar".
+public func shapeString(_ s: [Int]) -> String { s.isEmpty ? "scalar" : s.map(String.init).joined(separator: "x") }

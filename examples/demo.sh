@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The demo `make demo` runs: everything on the Fashion-MNIST sample bundled in the repo.
+# Each later tl command extends this script. Usage: TL_BIN=.build/release bash examples/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${TL_BIN:-.build/release}
+export PATH=$PWD/$BIN:$PATH
+S=examples/data/fmnist-sample
+O=examples/out
+mkdir -p "$O"
+
+echo "== 1. IDX images + labels + class names -> one tl-format stream"
+tl-tensor stack "$S/images-idx3-ubyte.gz" "$S/labels-idx1-ubyte.gz" "$S/classes.txt" -o "$O/sample.tlt"
+tl-tensor info "$O/sample.tlt"
+
+echo
+echo "== 2. Pixel statistics (the mean/std a network's input normalization uses)"
+tl-tensor stats "$O/sample.tlt"
+
+echo
+echo "== 3. A stratified, seeded 80/20 split"
+tl-tensor split --ratio 0.8 --stratify --seed 1 -o "$O/train.tlt" -o "$O/test.tlt" "$O/sample.tlt"
+
+echo
+echo "== 4. Streams compose: first 5 test labels as CSV, 3 test images as PGM files"
+tl-tensor head -n 5 "$O/test.tlt" | tl-tensor convert - - --to csv --name y
+tl-tensor head -n 3 "$O/test.tlt" | tl-tensor convert - "$O/test-%d.pgm"
+ls "$O"/test-*.pgm
+
+echo
+echo "== 5. To NumPy: u8 pixels as f32 in an .npz that numpy.load reads"
+tl-tensor convert --dtype f32 "$O/train.tlt" "$O/train.npz"
+tl-tensor info "$O/train.npz"
