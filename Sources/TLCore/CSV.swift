@@ -35,9 +35,12 @@ public enum CSV {
 
     /// Parses a whole table. Errors name the line (1-based, as editors count).
     public static func read(_ bytes: [UInt8], file: String, tsv: Bool, header: HeaderMode = .auto) throws -> Record {
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw TLError.data("not valid UTF-8 text", file: file) }
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw TLError.data("not valid UTF-8 text", file: file) }
         let delim: Character = tsv ? "\t" : ","
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        // Split on bytes: Swift treats "\r\n" as one Character, so a String split on "\n" misses it.
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { l -> Substring in
+            Substring(String(decoding: l.last == 0x0D ? l.dropLast() : l, as: UTF8.self))
+        }
         while let l = lines.last, l.trimmingSpaces.isEmpty { lines.removeLast() }
         guard !lines.isEmpty else { throw TLError.data("empty table", file: file) }
         let firstFields = split(lines[0], delim)

@@ -7,25 +7,46 @@ public final class Storage: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let byteCount: Int
     private let owner: AnyObject?
+    private let mapped: Bool
 
-    /// Allocates `byteCount` zeroed bytes, 64-byte aligned.
-    public init(zeroedBytes byteCount: Int) {
+    /// Buffers at least this large come from anonymous mmap: page-aligned and zeroed lazily by
+    /// the kernel, so a reader that allocates for a record and then finds the input truncated
+    /// has touched only what it read.
+    static let mmapThreshold = 1 << 20
+
+    /// Allocates `byteCount` zeroed bytes, 64-byte aligned. Sizes beyond physical memory are a
+    /// data error (the caller got them from a header); a failed allocation is an I/O error.
+    public init(zeroedBytes byteCount: Int) throws {
         precondition(byteCount >= 0)
-        var p: UnsafeMutableRawPointer? = nil
-        let rc = posix_memalign(&p, 64, max(byteCount, 1))
-        precondition(rc == 0 && p != nil, "out of memory allocating \(byteCount) bytes")
-        memset(p!, 0, max(byteCount, 1))
-        self.base = p!
+        guard byteCount <= physicalMemory() else {
+            throw TLError.data("a tensor of \(byteCount) bytes is more than this machine's memory")
+        }
+        if byteCount >= Storage.mmapThreshold {
+            guard let p = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+                throw TLError(.io, "out of memory allocating \(byteCount) bytes")
+            }
+            base = p; mapped = true
+        } else {
+            var p: UnsafeMutableRawPointer? = nil
+            guard posix_memalign(&p, 64, max(byteCount, 1)) == 0, let q = p else {
+                throw TLError(.io, "out of memory allocating \(byteCount) bytes")
+            }
+            memset(q, 0, max(byteCount, 1))
+            base = q; mapped = false
+        }
         self.byteCount = byteCount
         self.owner = nil
     }
 
     /// Views memory owned by `owner` (for example a mapped file) without copying.
     public init(borrowing base: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
-        self.base = base; self.byteCount = byteCount; self.owner = owner
+        self.base = base; self.byteCount = byteCount; self.owner = owner; self.mapped = false
     }
 
-    deinit { if owner == nil { free(base) } }
+    deinit {
+        if owner != nil { return }
+        if mapped { munmap(base, byteCount) } else { free(base) }
+    }
 }
 
 /// An n-dimensional array: a dtype, a shape and a view into a `Storage`, C (row-major) order.
@@ -51,7 +72,7 @@ public struct Tensor: @unchecked Sendable {
     /// A zero-filled tensor. Throws for negative or overflowing shapes.
     public init(zeros dtype: DType, shape: [Int]) throws {
         let n = try Tensor.checkedByteCount(dtype: dtype, shape: shape)
-        self.init(dtype: dtype, shape: shape, storage: Storage(zeroedBytes: n), offset: 0)
+        self.init(dtype: dtype, shape: shape, storage: try Storage(zeroedBytes: n), offset: 0)
     }
 
     /// A view of `storage` starting at `offset`; the caller guarantees the bytes exist.

@@ -18,7 +18,7 @@ final class FlagsTests: XCTestCase {
         XCTAssertTrue(a.has("json"))
         XCTAssertEqual(a.positionals, ["in.tlt", "-", "-3", "--json"])
         XCTAssertEqual(a.all("dtype"), ["f32", "y=i64"])
-        let b = try parseArguments(["-qn7", "-oout.npy", "--he"], spec)
+        let b = try parseArguments(["-qn7", "-oout.npy", "--hea"], spec)
         XCTAssertTrue(b.has("quiet"))
         XCTAssertEqual(b.value("rows"), "7")
         XCTAssertEqual(b.value("output"), "out.npy")
@@ -33,6 +33,7 @@ final class FlagsTests: XCTestCase {
             }
         }
         usage(["--nope"], "unknown option '--nope'")
+        usage(["--he"], "unknown option '--he'")  // ambiguous: --header or --help
         usage(["-z"], "unknown option '-z'")
         usage(["--output"], "needs a value")
         usage(["--json=1"], "takes no value")
