@@ -63,6 +63,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(TOOLS))
 	cd $(DESTDIR)$(PREFIX)/share/man && rm -f $(addprefix man1/,$(notdir $(wildcard man/*.1))) $(addprefix man5/,$(notdir $(wildcard man/*.5))) $(addprefix man7/,$(notdir $(wildcard man/*.7)))
 
+# Also part of `make test` (Tests/cli/test_man.sh).
 man-lint:
 	for m in man/*.[157]; do out=$$(groff -man -ww -z $$m 2>&1); [ -z "$$out" ] || { echo "$$m: $$out"; exit 1; }; done
 
