@@ -214,6 +214,10 @@ public final class TLTStreamReader: RecordReader {
 
     var pending: Record?
     var pendingDone = false
+    /// The buffer of the last record handed out. When the caller has let go of it (the usual
+    /// streaming loop), the next record of no greater size is read into it: no fresh pages to
+    /// fault in and zero per chunk.
+    var spare: Storage?
 
     // Reads the H record eagerly so streamMeta is known before the first next().
     func readUntilFirstTensorOrHeader() throws {
@@ -257,10 +261,24 @@ public final class TLTStreamReader: RecordReader {
                     guard h.payloadLen == 0 else { throw TLError.data("record has an unexpected payload") }
                     return nil
                 }
-                let t = try Tensor(zeros: i.dtype, shape: i.shape)
-                try input.readExactly(into: t.rawPointer, count: h.payloadLen, what: "payload of '\(i.name)'")
+                let t: Tensor
+                if spare != nil, isKnownUniquelyReferenced(&spare), let s = spare, s.byteCount >= h.payloadLen, s.byteCount <= 2 * h.payloadLen {
+                    t = Tensor(dtype: i.dtype, shape: i.shape, storage: s)
+                } else {
+                    spare = nil
+                    t = try Tensor(zeros: i.dtype, shape: i.shape)
+                }
+                // Read and check in 1 MiB pieces, so the checksum runs on bytes still in cache.
+                var crc: UInt32 = 0, at = 0
+                while at < h.payloadLen {
+                    let n = min(1 << 20, h.payloadLen - at)
+                    try input.readExactly(into: t.rawPointer + at, count: n, what: "payload of '\(i.name)'")
+                    if verifyPayload { crc = CRC32.update(crc, UnsafeRawBufferPointer(start: t.rawPointer + at, count: n)) }
+                    at += n
+                }
+                spare = t.storage
                 if verifyPayload {
-                    guard CRC32.checksum(t.rawBytes) == h.payloadCRC else { throw TLError.data("payload checksum mismatch in '\(i.name)'") }
+                    guard crc == h.payloadCRC else { throw TLError.data("payload checksum mismatch in '\(i.name)'") }
                 }
                 if h.padding > 0 {
                     var pad = [UInt8](repeating: 0, count: h.padding)

@@ -27,6 +27,26 @@ final class CRC32Tests: XCTestCase {
         let part = data.withUnsafeBytes { b in CRC32.update(CRC32.update(0, UnsafeRawBufferPointer(rebasing: b[0..<77])), UnsafeRawBufferPointer(rebasing: b[77...])) }
         XCTAssertEqual(whole, part)
     }
+
+    /// The PCLMUL folding path (64 bytes and more) against the table reference, for lengths
+    /// around every fold boundary, unaligned starts and a seed, and zlib's value for 1 MiB.
+    func testFoldingAgainstTables() {
+        var rng = RNG(seed: 11)
+        let data = (0..<5000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        data.withUnsafeBytes { b in
+            for start in [0, 1, 3, 8, 15] {
+                for len in [63, 64, 65, 79, 80, 127, 128, 129, 191, 255, 256, 1000, 4096, 4999 - start] {
+                    let s = UnsafeRawBufferPointer(rebasing: b[start..<start + len])
+                    XCTAssertEqual(CRC32.update(0x1234_5678, s), CRC32.tableUpdate(0x1234_5678, s), "start \(start) len \(len)")
+                    XCTAssertEqual(CRC32.checksum(s), CRC32.tableUpdate(0, s), "start \(start) len \(len)")
+                }
+            }
+        }
+        // 1 MiB of the byte pattern i*i: zlib.crc32(bytes((i*i) & 255 for i in range(1<<20))).
+        let mib = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* $0) }
+        XCTAssertEqual(CRC32.checksum(mib), 0xB13F_5835)
+        XCTAssertEqual(mib.withUnsafeBytes { CRC32.tableUpdate(0, $0) }, 0xB13F_5835)
+    }
 }
 
 final class JSONTests: XCTestCase {
@@ -225,5 +245,27 @@ final class TLTTests: XCTestCase {
         let (rc, out) = sh("python3 -c \"\(script.replacingOccurrences(of: "\"", with: "\\\""))\"")
         XCTAssertEqual(rc, 0)
         XCTAssertEqual(out, "HTE\n")
+    }
+}
+
+final class StreamBufferReuseTests: XCTestCase {
+    /// The stream reader reuses a chunk's buffer only when the caller let go of it: chunks that
+    /// are kept keep their bytes, dropped ones are recycled, and every chunk reads correctly.
+    func testKeptChunksAreNeverOverwritten() throws {
+        var chunks: [Tensor] = []
+        for c in 0..<6 { chunks.append(Tensor((0..<(3000 + c)).map { Float($0 * 7 + c) }, shape: [3000 + c])) }
+        // Same-size chunks too, so the reuse path is taken.
+        for c in 0..<4 { chunks.append(Tensor((0..<3000).map { Float($0 + 100 * c) }, shape: [3000])) }
+        let bytes = try tltBytes(chunks.enumerated().map { ("x\($0.offset % 2)", $0.element) })
+        let r = try TLTStreamReader(BufferedReader(MemoryReader(bytes)), fileName: "mem")
+        var kept: [(Int, Tensor)] = []
+        var i = 0
+        while let rec = try r.next() {
+            XCTAssertTrue(rec.tensor.bitwiseEqual(chunks[i]), "chunk \(i) as read")
+            if i % 3 == 0 { kept.append((i, rec.tensor)) }
+            i += 1
+        }
+        XCTAssertEqual(i, chunks.count)
+        for (k, t) in kept { XCTAssertTrue(t.bitwiseEqual(chunks[k]), "kept chunk \(k) changed") }
     }
 }

@@ -1,6 +1,9 @@
 #ifndef CTLSUPPORT_H
 #define CTLSUPPORT_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /// Bit set of CPU features this process may use: 1 = AVX2, 2 = FMA, 4 = F16C.
 int tl_cpu_features(void);
 
@@ -12,5 +15,10 @@ int tl_build_requires_x86_64_v3(void);
 /// The path is copied. `tl_forget_on_signal(slot)` releases the slot.
 int tl_unlink_on_signal(const char *path);
 void tl_forget_on_signal(int slot);
+
+/// Continues the zlib CRC-32 `*crc` over a prefix of `data` with PCLMULQDQ folding and returns
+/// how many bytes it consumed (a multiple of 16; 0 when n < 64 or the CPU lacks PCLMUL). The
+/// caller finishes the rest with a table method.
+size_t tl_crc32_fold(uint32_t *crc, const void *data, size_t n);
 
 #endif

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# `make bench`: speed and memory figures, each next to its peer measured in the same run.
+# Usage: TL_BIN=.build/release bash Tests/bench/bench.sh [SECTION...]
+# Sections: tensor kernels (default: all). Peers are used when present and named when absent;
+# see Tests/bench/README.md for how to install them. Nothing here asserts a time: it prints.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BIN=${TL_BIN:-.build/release}
+case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+export PATH=$BIN:$PATH
+OUT=$ROOT/Tests/bench/out
+mkdir -p "$OUT"
+SECTIONS=${*:-tensor kernels}
+SHARED=$ROOT/../shared
+# Debian's python3 (where python3-torch lives) may differ from the python3 on PATH.
+SYSPY=/usr/bin/python3; [ -x $SYSPY ] || SYSPY=python3
+
+# peak_rss_kb CMD...: runs CMD (stdout to /dev/null) and prints its peak resident set in KiB.
+peak_rss_kb() { /usr/bin/time -f %M -o "$OUT/rss" "$@" > /dev/null; cat "$OUT/rss"; }
+# seconds CMD...: wall time of CMD, best of 3.
+seconds() {
+  python3 - "$@" <<'PY'
+import subprocess, sys, time
+best = 1e9
+for _ in range(3):
+    t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); best = min(best, time.perf_counter() - t)
+print(f"{best:.4f}")
+PY
+}
+
+fmnist_train() {
+  for d in "$SHARED/data/fashion-mnist" "$ROOT/examples/data/fashion-mnist" /usr/share/datasets/fashion-mnist; do
+    [ -f "$d/train-images-idx3-ubyte.gz" ] && { echo "$d"; return; }
+  done
+  make -s data >&2 && echo "$ROOT/examples/data/fashion-mnist"
+}
+
+bench_tensor() {
+  echo "== tensor I/O (tl-tensor; issue 2)"
+  local D; D=$(fmnist_train)
+  tl-tensor stack "$D/train-images-idx3-ubyte.gz" "$D/train-labels-idx1-ubyte.gz" -o "$OUT/train60k.tlt"
+  tl-tensor convert --dtype f32 "$OUT/train60k.tlt" "$OUT/train60k-f32.tlt"
+  local bytes; bytes=$(stat -c %s "$OUT/train60k-f32.tlt")
+  # From a pipe (read(2) into chunk buffers, every checksum verified) to /dev/null, and with a
+  # pipe on both sides; the peer is the same bytes through `cat` processes.
+  local t; t=$(seconds bash -c "cat '$OUT/train60k-f32.tlt' | tl-tensor cat - > /dev/null")
+  echo "cat from a pipe, $((bytes / 1000000)) MB f32:       $(python3 -c "print(f'{$bytes/$t/1e9:.2f}')") GB/s (target >= 1)"
+  t=$(seconds bash -c "cat '$OUT/train60k-f32.tlt' | tl-tensor cat - | cat > /dev/null")
+  echo "cat pipe to pipe:                 $(python3 -c "print(f'{$bytes/$t/1e9:.2f}')") GB/s"
+  local tdd; tdd=$(seconds bash -c "cat '$OUT/train60k-f32.tlt' | cat | cat > /dev/null")
+  echo "  peer: cat | cat | cat:          $(python3 -c "print(f'{$bytes/$tdd/1e9:.2f}')") GB/s"
+  # A mapped file: payloads are used in place. The peak RSS of `info` (which walks and checks
+  # every payload) is the mapping's pages, not a second copy: compare it with the file size.
+  local rss; rss=$(peak_rss_kb tl-tensor info "$OUT/train60k-f32.tlt")
+  echo "info on a mapped $((bytes / 1000000)) MB file: peak RSS $((rss / 1024)) MiB (a copy would add $((bytes / 1048576)) MiB)"
+  # Streaming convert: peak memory bounded by the chunk size, not the data size.
+  tl-tensor head -n 10000 "$OUT/train60k.tlt" -o "$OUT/train10k.tlt"
+  local r10 r60
+  r10=$(peak_rss_kb bash -c "cat '$OUT/train10k.tlt' | tl-tensor convert --dtype f32 - -")
+  r60=$(peak_rss_kb bash -c "cat '$OUT/train60k.tlt' | tl-tensor convert --dtype f32 - -")
+  echo "streaming convert u8->f32 through a pipe: peak RSS $((r10 / 1024)) MiB for 10k rows, $((r60 / 1024)) MiB for 60k rows"
+  r60=$(peak_rss_kb tl-tensor convert --dtype f32 "$OUT/train60k.tlt" -)
+  echo "  (from the mapped file, 60k rows: $((r60 / 1024)) MiB, of which the input's page-cache pages count in RSS)"
+  r10=$(peak_rss_kb tl-tensor convert --dtype f32 "$D/train-images-idx3-ubyte.gz" - --name x)
+  echo "  (IDX .gz -> f32 stream, 60k rows: $((r10 / 1024)) MiB)"
+  # Start-up.
+  if command -v hyperfine >/dev/null; then
+    hyperfine -N -w 20 -r 200 --export-json "$OUT/help.json" "tl-tensor --help" > /dev/null
+    echo "tl-tensor --help start-up: $(python3 -c "import json; r=json.load(open('$OUT/help.json'))['results'][0]; print(f\"{r['mean']*1e3:.1f} ms mean, {r['min']*1e3:.1f} ms min\")") (target < 20 ms)"
+  else
+    t=$(python3 - <<PY
+import subprocess, time
+best = 1e9
+for _ in range(50):
+    t = time.perf_counter(); subprocess.run(["$BIN/tl-tensor", "--help"], stdout=subprocess.DEVNULL); best = min(best, time.perf_counter() - t)
+print(f"{best*1e3:.1f}")
+PY
+)
+    echo "tl-tensor --help start-up: $t ms best of 50 (target < 20 ms; hyperfine not installed)"
+  fi
+  rm -f "$OUT"/train*.tlt
+}
+
+bench_kernels() {
+  echo "== kernels (issue 3)"
+  if [ ! -x "$BIN/tl-bench" ]; then echo "tl-bench not built"; return; fi
+  tl-bench kernels
+}
+
+for s in $SECTIONS; do
+  "bench_$s"
+  echo
+done
