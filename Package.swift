@@ -43,6 +43,9 @@ let package = Package(
         // MARK: Commands: main.swift only
     ] + tools.map { .executableTarget(name: $0, dependencies: ["TLTools"], path: "Sources/\($0)") } + [
 
+        // MARK: Benchmarks: kernel figures for `make bench` (not installed)
+        .executableTarget(name: "tl-bench", dependencies: ["TLCore"], path: "Tests/bench/swift", swiftSettings: fastSwift),
+
         // MARK: Tests
         .testTarget(name: "TLCoreTests", dependencies: ["TLCore"], swiftSettings: fastSwift),
         .testTarget(name: "TLToolsTests", dependencies: ["TLTools"], swiftSettings: fastSwift),

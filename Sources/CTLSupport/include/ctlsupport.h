@@ -21,4 +21,9 @@ void tl_forget_on_signal(int slot);
 /// caller finishes the rest with a table method.
 size_t tl_crc32_fold(uint32_t *crc, const void *data, size_t n);
 
+/// A write-prefetch hint, inlined into Swift kernels through the clang importer (Swift has no
+/// prefetch of its own). It changes no result.
+static inline void tl_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+static inline void tl_prefetch_read(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 #endif

@@ -1,0 +1,284 @@
+import CTLSupport
+
+/// Single-precision matrix multiply, C = α·op(A)·op(B) + β·C, row-major, as BLAS's sgemm.
+///
+/// # Blocking scheme (Goto/BLIS), tuned for this machine (Zen 1: 32 KiB L1d, 512 KiB L2 per
+/// core, 8 MiB L3 per 4-core complex, 2 × 256-bit FMA units)
+///
+/// ```
+/// for jc in 0..<N step NC            B block  KC×NC  (256×2048 floats = 2 MiB) stays in L3
+///   for pc in 0..<K step KC            packed into NR-wide column panels
+///     for ic in 0..<M step MC          A block  MC×KC  (120×256 floats = 120 KiB) stays in L2
+///                                      packed into MR-tall row panels
+///       for jr, ir: micro-kernel       MR×NR = 6×16 tile of C in 12 ymm accumulators;
+///                                      per k: 2 loads of B (16 floats, 1 KiB/kc in L1),
+///                                      6 broadcasts of A, 12 FMAs
+/// ```
+/// * MR×NR = 6×16: 12 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm registers; 12
+///   independent FMAs cover the 5-cycle FMA latency on 2 ports (needs ≥ 10 in flight).
+/// * KC = 256: a B micro-panel (256×16×4 = 16 KiB) and an A micro-panel (6 KiB) fit L1 together.
+/// * MC = 120 (20 micro-panels): the A block is a quarter of L2, leaving room for B panels
+///   streaming through.
+/// * NC = 2048: the B block is 2 MiB; two threads' blocks fit one 8 MiB L3.
+///
+/// # Threads
+/// Work is split across threads by whole columns of C (when N ≥ M) or whole rows, in multiples
+/// of the micro-tile: each thread runs the serial algorithm on its part and packs its own panels
+/// (the shared operand is packed twice, a small price against a barrier per block). Every element
+/// of C sees the same operations in the same order whatever the split, so results are
+/// bit-identical for any thread count.
+///
+/// # Contract
+/// Sizes and leading dimensions are checked (a violation is a programming error and traps);
+/// pointers must cover the described matrices. β = 0 overwrites C without reading it (NaNs in C
+/// do not propagate), as BLAS specifies.
+public enum GEMM {
+    public static let mr = 6, nr = 16
+    nonisolated(unsafe) public static var kc = 256, mc = 120, nc = 2048
+    /// Below this many multiply-adds a second thread costs more than it saves.
+    public static let parallelThreshold = 1 << 18
+
+    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                             alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                             threads: Int = Threads.count) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size")
+        precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n), "sgemm: leading dimension too small")
+        if m == 0 || n == 0 { return }
+        scale(c, m: m, n: n, ldc: ldc, beta: beta)
+        if k == 0 || alpha == 0 { return }
+
+        if n < nr && m >= 2 * nr {
+            // Few columns (a classifier head with 10 classes): a 16-wide micro-tile would be
+            // mostly padding. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ, where the few columns become rows.
+            let tmp = Scratch.buffer(.extra, floats: n * m)
+            tmp.update(repeating: 0, count: n * m)
+            split(!transB, !transA, n, m, k, alpha, b, ldb, a, lda, tmp, m, threads)
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] += tmp[j * m + i] } }
+            return
+        }
+        split(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, threads)
+    }
+
+    /// Splits the product across threads (see "Threads" above) and runs `serial` on each part.
+    static func split(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                      _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                      _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ threads: Int) {
+        let t = threads > 1 && m * n * k >= parallelThreshold ? threads : 1
+        if t == 1 { serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc); return }
+        let pa = UnsafeSendable(a), pb = UnsafeSendable(b), pc = UnsafeSendable(c)
+        if n >= m {
+            // Split columns, in multiples of NR.
+            let parts = min(t, (n + nr - 1) / nr)
+            let per = ((n + parts - 1) / parts + nr - 1) / nr * nr
+            Threads.parallelFor(parts, threads: t) { i in
+                let j0 = i * per, j1 = min(n, j0 + per)
+                if j0 >= j1 { return }
+                let bj = transB ? pb.value + j0 * ldb : pb.value + j0
+                serial(transA, transB, m, j1 - j0, k, alpha, pa.value, lda, bj, ldb, pc.value + j0, ldc)
+            }
+        } else {
+            let parts = min(t, (m + mr - 1) / mr)
+            let per = ((m + parts - 1) / parts + mr - 1) / mr * mr
+            Threads.parallelFor(parts, threads: t) { i in
+                let i0 = i * per, i1 = min(m, i0 + per)
+                if i0 >= i1 { return }
+                let ai = transA ? pa.value + i0 : pa.value + i0 * lda
+                serial(transA, transB, i1 - i0, n, k, alpha, ai, lda, pb.value, ldb, pc.value + i0 * ldc, ldc)
+            }
+        }
+    }
+
+    /// C = β·C (β = 0: zero without reading).
+    static func scale(_ c: UnsafeMutablePointer<Float>, m: Int, n: Int, ldc: Int, beta: Float) {
+        if beta == 1 { return }
+        for i in 0..<m {
+            let row = c + i * ldc
+            if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+        }
+    }
+
+    /// The blocked algorithm on one thread. C has already been scaled by β.
+    static func serial(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        let bufB = Scratch.buffer(.packB, floats: kc * min(nc, (n + nr - 1) / nr * nr))
+        let bufA = Scratch.buffer(.packA, floats: min(mc, (m + mr - 1) / mr * mr) * kc)
+        var jc = 0
+        while jc < n {
+            let ncb = min(nc, n - jc)
+            var pc = 0
+            while pc < k {
+                let kcb = min(kc, k - pc)
+                packB(transB, b, ldb, row: pc, col: jc, kc: kcb, nc: ncb, into: bufB)
+                var ic = 0
+                while ic < m {
+                    let mcb = min(mc, m - ic)
+                    packA(transA, a, lda, row: ic, col: pc, mc: mcb, kc: kcb, into: bufA)
+                    var jr = 0
+                    while jr < ncb {
+                        let nrb = min(nr, ncb - jr)
+                        var ir = 0
+                        while ir < mcb {
+                            let mrb = min(mr, mcb - ir)
+                            let ct = c + (ic + ir) * ldc + jc + jr
+                            if mrb == mr && nrb == nr {
+                                kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha)
+                            } else {
+                                edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, mrb, nrb)
+                            }
+                            ir += mr
+                        }
+                        jr += nr
+                    }
+                    ic += mc
+                }
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// Packs op(B)[row..<row+kc, col..<col+nc] as NR-wide panels, each kc × NR, zero-padded.
+    @inline(__always)
+    static func packB(_ trans: Bool, _ b: UnsafePointer<Float>, _ ldb: Int, row: Int, col: Int, kc: Int, nc: Int,
+                      into dst: UnsafeMutablePointer<Float>) {
+        var j = 0
+        var d = dst
+        while j < nc {
+            let w = min(nr, nc - j)
+            if !trans {
+                var src = b + row * ldb + col + j
+                if w == nr {
+                    for _ in 0..<kc {
+                        UnsafeMutableRawPointer(d).storeBytes(of: UnsafeRawPointer(src).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                        d += nr; src += ldb
+                    }
+                } else {
+                    for _ in 0..<kc {
+                        for q in 0..<w { d[q] = src[q] }
+                        for q in w..<nr { d[q] = 0 }
+                        d += nr; src += ldb
+                    }
+                }
+            } else {
+                // op(B)(p, q) = B[q, p]: column q of the panel is row (col+j+q) of B. Writes
+                // run contiguously; the 16 source rows are read as 16 sequential streams.
+                let src = b + (col + j) * ldb + row
+                if w == nr {
+                    for p in 0..<kc {
+                        for q in 0..<nr { d[q] = src[q * ldb + p] }
+                        d += nr
+                    }
+                } else {
+                    for p in 0..<kc {
+                        for q in 0..<w { d[q] = src[q * ldb + p] }
+                        for q in w..<nr { d[q] = 0 }
+                        d += nr
+                    }
+                }
+            }
+            j += nr
+        }
+    }
+
+    /// Packs op(A)[row..<row+mc, col..<col+kc] as MR-tall panels, each kc × MR, zero-padded.
+    @inline(__always)
+    static func packA(_ trans: Bool, _ a: UnsafePointer<Float>, _ lda: Int, row: Int, col: Int, mc: Int, kc: Int,
+                      into dst: UnsafeMutablePointer<Float>) {
+        var i = 0
+        var d = dst
+        while i < mc {
+            let h = min(mr, mc - i)
+            if !trans {
+                for r in 0..<mr {
+                    if r < h {
+                        let src = a + (row + i + r) * lda + col
+                        for p in 0..<kc { d[p * mr + r] = src[p] }
+                    } else {
+                        for p in 0..<kc { d[p * mr + r] = 0 }
+                    }
+                }
+            } else {
+                // op(A)(r, p) = A[p, r]: the 6 values for one p are contiguous in A.
+                var src = a + col * lda + row + i
+                for p in 0..<kc {
+                    for r in 0..<h { d[p * mr + r] = src[r] }
+                    for r in h..<mr { d[p * mr + r] = 0 }
+                    src += lda
+                }
+            }
+            d += kc * mr
+            i += mr
+        }
+    }
+
+    /// C[6×16] += α · Apanel · Bpanel.
+    @inline(__always)
+    static func kernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float) {
+        typealias V = SIMD8<Float>
+        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+        var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+        var pa = UnsafeRawPointer(a), pb = UnsafeRawPointer(b)
+        for r in 0..<6 { tl_prefetch_write(c + r * ldc); tl_prefetch_write(c + r * ldc + 15) }
+        for _ in 0..<kc {
+            let b0 = pb.load(as: V.self), b1 = pb.load(fromByteOffset: 32, as: V.self)
+            var x = V(repeating: pa.load(as: Float.self))
+            c00.addProduct(x, b0); c01.addProduct(x, b1)
+            x = V(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+            c10.addProduct(x, b0); c11.addProduct(x, b1)
+            x = V(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+            c20.addProduct(x, b0); c21.addProduct(x, b1)
+            x = V(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+            c30.addProduct(x, b0); c31.addProduct(x, b1)
+            x = V(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+            c40.addProduct(x, b0); c41.addProduct(x, b1)
+            x = V(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+            c50.addProduct(x, b0); c51.addProduct(x, b1)
+            pa += 24; pb += 64
+        }
+        let al = V(repeating: alpha)
+        @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V) {
+            let p = UnsafeMutableRawPointer(c + r * ldc)
+            let o0 = p.loadUnaligned(as: V.self), o1 = p.loadUnaligned(fromByteOffset: 32, as: V.self)
+            p.storeBytes(of: o0.addingProduct(al, v0), as: V.self)
+            p.storeBytes(of: o1.addingProduct(al, v1), toByteOffset: 32, as: V.self)
+        }
+        put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
+        put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+    }
+
+    /// A partial tile (mr < 6 or nr < 16): the full kernel into a scratch tile, then the valid
+    /// part added with the same operation (so edge and interior elements round alike).
+    @inline(never)
+    static func edge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ m: Int, _ n: Int) {
+        var tile = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        withUnsafeMutableBytes(of: &tile) { raw in
+            let t = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            for i in 0..<m { for j in 0..<n { t[i * 16 + j] = c[i * ldc + j] } }
+            kernel6x16(kc, a, b, t, 16, alpha)
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = t[i * 16 + j] } }
+        }
+    }
+
+    /// The textbook triple loop (double accumulation): the reference the tests compare against.
+    public static func reference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k {
+                    let x = transA ? a[p * lda + i] : a[i * lda + p]
+                    let y = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    s += Double(x) * Double(y)
+                }
+                let old = beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])
+                c[i * ldc + j] = Float(Double(alpha) * s + old)
+            }
+        }
+    }
+}
