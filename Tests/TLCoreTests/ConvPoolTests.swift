@@ -1,0 +1,264 @@
+import XCTest
+@testable import TLCore
+
+final class ConvTests: XCTestCase {
+    func run(_ g: ConvGeometry, bias: Bool = true, threads: Int = 1) -> (y: [Float], dx: [Float], dw: [Float], db: [Float]) {
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
+        let w = randomFloats(g.oc * g.cg * g.kh * g.kw, seed: 2)
+        let b = randomFloats(g.oc, seed: 3)
+        let dy = randomFloats(g.n * g.oc * g.oh * g.ow, seed: 4)
+        var y = [Float](repeating: .nan, count: dy.count)
+        // Backward accumulates: start from non-zero gradients and subtract them after.
+        let dx0 = randomFloats(x.count, seed: 5), dw0 = randomFloats(w.count, seed: 6), db0 = randomFloats(g.oc, seed: 7)
+        var dx = dx0, dw = dw0, db = db0
+        b.withUnsafeBufferPointer { bp in
+            Conv.forward(g, x: x, weight: w, bias: bias ? bp.baseAddress! : nil, y: &y, threads: threads)
+        }
+        Conv.backward(g, x: x, weight: w, dy: dy, dx: &dx, dweight: &dw, dbias: &db, threads: threads)
+        for i in dx.indices { dx[i] -= dx0[i] }
+        for i in dw.indices { dw[i] -= dw0[i] }
+        for i in db.indices { db[i] -= db0[i] }
+        return (y, dx, dw, db)
+    }
+
+    func check(_ g: ConvGeometry, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNil(g.problem, file: file, line: line)
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
+        let w = randomFloats(g.oc * g.cg * g.kh * g.kw, seed: 2)
+        let b = randomFloats(g.oc, seed: 3)
+        let dy = randomFloats(g.n * g.oc * g.oh * g.ow, seed: 4)
+        let got = run(g)
+        let want = Conv.referenceForward(g, x: x, weight: w, bias: b)
+        let (rdx, rdw, rdb) = Conv.referenceBackward(g, x: x, weight: w, dy: dy)
+        let tol: Float = 3e-5
+        XCTAssertLessThan(maxRelError(got.y, want), tol, "forward \(g)", file: file, line: line)
+        XCTAssertLessThan(maxRelError(got.dx, rdx), tol, "dx \(g)", file: file, line: line)
+        XCTAssertLessThan(maxRelError(got.dw, rdw), tol, "dweight \(g)", file: file, line: line)
+        XCTAssertLessThan(maxRelError(got.db, rdb), tol, "dbias \(g)", file: file, line: line)
+    }
+
+    func testAgainstDirectReference() {
+        check(ConvGeometry(n: 2, c: 3, h: 7, w: 6, oc: 5, kh: 3, kw: 3))
+        check(ConvGeometry(n: 3, c: 2, h: 9, w: 11, oc: 4, kh: 3, kw: 3, stride: 2, pad: 1))
+        check(ConvGeometry(n: 1, c: 4, h: 8, w: 8, oc: 6, kh: 5, kw: 5, pad: 2))
+        check(ConvGeometry(n: 2, c: 3, h: 10, w: 9, oc: 2, kh: 3, kw: 2, stride: 1, pad: 2, dilation: 2))
+        check(ConvGeometry(n: 2, c: 6, h: 5, w: 5, oc: 4, kh: 3, kw: 3, pad: 1, groups: 2))
+        check(ConvGeometry(n: 5, c: 7, h: 4, w: 3, oc: 3, kh: 1, kw: 1))                     // pointwise
+        check(ConvGeometry(n: 2, c: 5, h: 9, w: 7, oc: 5, kh: 3, kw: 3, stride: 2, pad: 1, groups: 5))  // depthwise
+        check(ConvGeometry(n: 1, c: 4, h: 6, w: 6, oc: 4, kh: 3, kw: 3, dilation: 2, groups: 4))
+        var asym = ConvGeometry(n: 2, c: 3, h: 8, w: 7, oc: 4, kh: 3, kw: 3, stride: 2)
+        asym.padBottom = 1; asym.padRight = 1                                                   // TF "SAME"
+        check(asym)
+        var dwAsym = ConvGeometry(n: 2, c: 4, h: 9, w: 9, oc: 4, kh: 5, kw: 5, stride: 2, groups: 4)
+        dwAsym.padTop = 1; dwAsym.padLeft = 1; dwAsym.padBottom = 2; dwAsym.padRight = 2
+        check(dwAsym)
+        var strided = ConvGeometry(n: 2, c: 2, h: 13, w: 12, oc: 3, kh: 4, kw: 3)
+        strided.strideH = 3; strided.strideW = 2; strided.padLeft = 1
+        check(strided)
+        check(ConvGeometry(n: 3, c: 3, h: 5, w: 5, oc: 8, kh: 1, kw: 1, stride: 2))             // strided 1x1: im2col path
+    }
+
+    /// Many images over 1, 2 and 3 threads: the same bits (per-image work; fixed partials for dW).
+    func testThreadCountDoesNotChangeBits() {
+        for g in [ConvGeometry(n: 9, c: 4, h: 10, w: 10, oc: 8, kh: 3, kw: 3, pad: 1),
+                  ConvGeometry(n: 1, c: 16, h: 12, w: 12, oc: 32, kh: 3, kw: 3, pad: 1),   // one image: threaded GEMM
+                  ConvGeometry(n: 6, c: 8, h: 7, w: 7, oc: 8, kh: 3, kw: 3, pad: 1, groups: 8)] {
+            let one = run(g, threads: 1)
+            for t in [2, 3] {
+                let many = run(g, threads: t)
+                XCTAssertEqual(one.y, many.y, "y \(g) \(t)")
+                XCTAssertEqual(one.dx, many.dx, "dx \(g) \(t)")
+                XCTAssertEqual(one.dw, many.dw, "dw \(g) \(t)")
+                XCTAssertEqual(one.db, many.db, "db \(g) \(t)")
+            }
+        }
+    }
+
+    func testGeometryProblems() {
+        XCTAssertNotNil(ConvGeometry(n: 1, c: 3, h: 5, w: 5, oc: 4, kh: 3, kw: 3, groups: 2).problem)
+        XCTAssertNotNil(ConvGeometry(n: 1, c: 3, h: 2, w: 2, oc: 4, kh: 3, kw: 3).problem)
+        XCTAssertNotNil(ConvGeometry(n: 1, c: 3, h: 5, w: 5, oc: 4, kh: 3, kw: 3, stride: 0).problem)
+        let g = ConvGeometry(n: 1, c: 1, h: 28, w: 28, oc: 6, kh: 5, kw: 5)
+        XCTAssertEqual([g.oh, g.ow], [24, 24])
+    }
+}
+
+final class PoolTests: XCTestCase {
+    /// Direct reference: windows clipped to the image, padding never wins a max.
+    func reference(_ g: PoolGeometry, _ x: [Float], max isMax: Bool) -> [Float] {
+        var y: [Float] = []
+        for p in 0..<g.n * g.c { for r in 0..<g.oh { for q in 0..<g.ow {
+            var best = -Float.infinity, s = 0.0, cnt = 0
+            for i in 0..<g.kh { for j in 0..<g.kw {
+                let ih = r * g.strideH - g.padTop + i, iw = q * g.strideW - g.padLeft + j
+                guard ih >= 0, ih < g.h, iw >= 0, iw < g.w else { continue }
+                let v = x[p * g.h * g.w + ih * g.w + iw]
+                best = max(best, v); s += Double(v); cnt += 1
+            } }
+            var div = Double(cnt)
+            if g.countIncludePad {
+                let a0 = r * g.strideH - g.padTop, b0 = q * g.strideW - g.padLeft
+                div = Double((min(a0 + g.kh, g.h + g.padBottom) - a0) * (min(b0 + g.kw, g.w + g.padRight) - b0))
+            }
+            y.append(isMax ? best : Float(s / div))
+        } } }
+        return y
+    }
+
+    func testMaxAndAverageAgainstReference() {
+        var geoms = [PoolGeometry(n: 2, c: 3, h: 8, w: 8, kernel: 2), PoolGeometry(n: 1, c: 2, h: 7, w: 9, kernel: 3, stride: 2, pad: 1),
+                     PoolGeometry(n: 2, c: 1, h: 5, w: 5, kernel: 3, stride: 1, pad: 1)]
+        var ceil = PoolGeometry(n: 1, c: 2, h: 7, w: 7, kernel: 2); ceil.ceilMode = true
+        var onnx = PoolGeometry(n: 1, c: 2, h: 6, w: 6, kernel: 3, stride: 2, pad: 1); onnx.countIncludePad = false
+        geoms += [ceil, onnx]
+        XCTAssertEqual(ceil.oh, 4)
+        for g in geoms {
+            XCTAssertNil(g.problem)
+            let x = randomFloats(g.n * g.c * g.h * g.w, seed: 9)
+            var y = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow)
+            var am = [Int32](repeating: -1, count: y.count)
+            Pool.maxForward(g, x: x, y: &y, argmax: &am)
+            XCTAssertEqual(y, reference(g, x, max: true), "max \(g)")
+            for i in y.indices { XCTAssertEqual(x[(i / (g.oh * g.ow)) * g.h * g.w + Int(am[i])], y[i]) }
+            // Backward: the gradient goes to the argmax, summed where windows share a winner.
+            let dy = randomFloats(y.count, seed: 10)
+            var dx = [Float](repeating: 0, count: x.count)
+            Pool.maxBackward(g, argmax: am, dy: dy, dx: &dx)
+            var want = [Float](repeating: 0, count: x.count)
+            for i in y.indices { want[(i / (g.oh * g.ow)) * g.h * g.w + Int(am[i])] += dy[i] }
+            XCTAssertEqual(dx, want)
+
+            Pool.avgForward(g, x: x, y: &y)
+            XCTAssertLessThan(maxRelError(y, reference(g, x, max: false)), 1e-6, "avg \(g)")
+            // Average backward is the adjoint of forward: <avg(x), dy> == <x, avg'(dy)>.
+            dx = [Float](repeating: 0, count: x.count)
+            Pool.avgBackward(g, dy: dy, dx: &dx)
+            let lhs = zip(y, dy).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let rhs = zip(x, dx).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-5 * max(1, abs(lhs)))
+        }
+    }
+
+    func testGlobalAverage() {
+        let x = randomFloats(2 * 3 * 5, seed: 3)
+        var y = [Float](repeating: 0, count: 6)
+        Pool.globalAvgForward(planes: 6, size: 5, x: x, y: &y)
+        for p in 0..<6 { XCTAssertEqual(y[p], x[p * 5..<p * 5 + 5].reduce(0, +) / 5, accuracy: 1e-6) }
+        var dx = [Float](repeating: 1, count: 30)
+        Pool.globalAvgBackward(planes: 6, size: 5, dy: [Float](repeating: 5, count: 6), dx: &dx)
+        XCTAssertEqual(dx, [Float](repeating: 2, count: 30))
+    }
+}
+
+final class ElementwiseTests: XCTestCase {
+    func testSoftmaxIsStableAndNormalized() {
+        let x: [Float] = [1000, 1001, 1002, -1000, 0, 1000, -5, -5, -5]
+        var y = [Float](repeating: 0, count: 9), ly = y
+        Elementwise.softmaxRows(rows: 3, cols: 3, x: x, y: &y)
+        Elementwise.logSoftmaxRows(rows: 3, cols: 3, x: x, y: &ly)
+        for r in 0..<3 {
+            XCTAssertEqual(y[r * 3..<r * 3 + 3].reduce(0, +), 1, accuracy: 1e-6)
+            // x ≈ 1000 carries only ~6e-5 of absolute precision in f32, hence the tolerance.
+            for j in 0..<3 { XCTAssertEqual(expf(ly[r * 3 + j]), y[r * 3 + j], accuracy: 2e-4); XCTAssertTrue(ly[r * 3 + j].isFinite) }
+        }
+        XCTAssertEqual(y[0], 1 / (1 + expf(1) + expf(2)), accuracy: 1e-6)
+        XCTAssertEqual(y[6], 1.0 / 3, accuracy: 1e-6)
+        var am = [Int](repeating: -1, count: 3)
+        Elementwise.argmaxRows(rows: 3, cols: 3, x: x, out: &am)
+        XCTAssertEqual(am, [2, 2, 0])
+    }
+
+    func testActivationsAgainstDefinitions() {
+        let x: [Float] = [-30, -2.5, -1, -0.1, 0, 0.1, 1, 2.5, 30]
+        var y = [Float](repeating: 0, count: x.count)
+        Elementwise.sigmoid(x.count, x: x, y: &y)
+        for i in x.indices { XCTAssertEqual(Double(y[i]), 1 / (1 + exp(-Double(x[i]))), accuracy: 1e-7) }
+        Elementwise.gelu(x.count, x: x, y: &y)
+        for i in x.indices { XCTAssertEqual(Double(y[i]), Double(x[i]) * 0.5 * (1 + erf(Double(x[i]) / 2.0.squareRoot())), accuracy: 1e-5) }
+        // Backward of every activation against a central difference of its forward.
+        typealias F = (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+        let fwd: [(String, F)] = [
+            ("sigmoid", { Elementwise.sigmoid($0, x: $1, y: $2) }), ("tanh", { Elementwise.tanh($0, x: $1, y: $2) }),
+            ("gelu", { Elementwise.gelu($0, x: $1, y: $2) }), ("leaky", { Elementwise.leakyRelu($0, slope: 0.1, x: $1, y: $2) }),
+            ("relu", { Elementwise.relu($0, x: $1, y: $2) }), ("clip", { Elementwise.clip($0, lo: 0, hi: 6, x: $1, y: $2) }),
+        ]
+        let pts: [Float] = [-2.5, -1, -0.3, 0.2, 1, 2.5, 7]
+        for (name, f) in fwd {
+            var out = [Float](repeating: 0, count: pts.count)
+            f(pts.count, pts, &out)
+            var dx = [Float](repeating: 0, count: pts.count)
+            let dy = [Float](repeating: 1, count: pts.count)
+            switch name {
+            case "sigmoid": Elementwise.sigmoidBackward(pts.count, y: out, dy: dy, dx: &dx)
+            case "tanh": Elementwise.tanhBackward(pts.count, y: out, dy: dy, dx: &dx)
+            case "gelu": Elementwise.geluBackward(pts.count, x: pts, dy: dy, dx: &dx)
+            case "leaky": Elementwise.leakyReluBackward(pts.count, slope: 0.1, x: pts, dy: dy, dx: &dx)
+            case "relu": Elementwise.reluBackward(pts.count, y: out, dy: dy, dx: &dx)
+            default: Elementwise.clipBackward(pts.count, lo: 0, hi: 6, x: pts, dy: dy, dx: &dx)
+            }
+            for i in pts.indices {
+                let h: Float = 1e-2
+                var a: [Float] = [pts[i] - h], b: [Float] = [pts[i] + h], ya: [Float] = [0], yb: [Float] = [0]
+                f(1, &a, &ya); f(1, &b, &yb)
+                XCTAssertEqual(dx[i], (yb[0] - ya[0]) / (2 * h), accuracy: 2e-3, "\(name) at \(pts[i])")
+            }
+        }
+    }
+
+    func testChannelStatistics() {
+        let n = 3, c = 2, s = 4
+        let x = randomFloats(n * c * s, seed: 8).map { $0 + 1000 }  // large offset: no cancellation
+        var mean = [Float](repeating: 0, count: c), v = mean
+        Elementwise.channelStatistics(n: n, c: c, size: s, x: x, mean: &mean, variance: &v)
+        for ch in 0..<c {
+            var vals: [Double] = []
+            for i in 0..<n { for j in 0..<s { vals.append(Double(x[(i * c + ch) * s + j])) } }
+            let mu = vals.reduce(0, +) / Double(vals.count)
+            let va = vals.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(vals.count)
+            XCTAssertEqual(Double(mean[ch]), mu, accuracy: 1e-4)
+            XCTAssertEqual(Double(v[ch]), va, accuracy: 1e-5)
+        }
+    }
+}
+
+final class UpdateTests: XCTestCase {
+    /// Adam and AdamW against the formulas in double precision over several steps.
+    func testAdamMatchesFormula() {
+        for decoupled in [false, true] {
+            var p: [Float] = [0.5, -1, 2], m: [Float] = [0, 0, 0], v: [Float] = [0, 0, 0]
+            var pd = p.map(Double.init), md = [0.0, 0, 0], vd = [0.0, 0, 0]
+            let lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1
+            for t in 1...5 {
+                let g: [Float] = [Float(t) * 0.1, -0.2, 0.3 / Float(t)]
+                Update.adam(3, param: &p, grad: g, m: &m, v: &v, lr: Float(lr), beta1: Float(b1), beta2: Float(b2), eps: Float(eps),
+                            weightDecay: Float(wd), decoupled: decoupled, step: t)
+                for i in 0..<3 {
+                    var gi = Double(g[i])
+                    if decoupled { pd[i] *= 1 - lr * wd } else { gi += wd * pd[i] }
+                    md[i] = b1 * md[i] + (1 - b1) * gi
+                    vd[i] = b2 * vd[i] + (1 - b2) * gi * gi
+                    let mh = md[i] / (1 - pow(b1, Double(t))), vh = vd[i] / (1 - pow(b2, Double(t)))
+                    pd[i] -= lr * mh / (vh.squareRoot() + eps)
+                    XCTAssertEqual(Double(p[i]), pd[i], accuracy: 1e-5, "decoupled=\(decoupled) step \(t)")
+                }
+            }
+        }
+    }
+
+    func testSGDMomentumAndNesterov() {
+        for nesterov in [false, true] {
+            var p: [Float] = [1, -2], vel: [Float] = [0, 0]
+            var pd = [1.0, -2], vd = [0.0, 0]
+            for t in 1...4 {
+                let g: [Float] = [0.5 * Float(t), -0.25]
+                Update.sgd(2, param: &p, grad: g, velocity: &vel, lr: 0.1, momentum: 0.9, weightDecay: 0.01, nesterov: nesterov)
+                for i in 0..<2 {
+                    let gi = Double(g[i]) + 0.01 * pd[i]
+                    vd[i] = 0.9 * vd[i] + gi
+                    pd[i] -= 0.1 * (nesterov ? gi + 0.9 * vd[i] : vd[i])
+                    XCTAssertEqual(Double(p[i]), pd[i], accuracy: 1e-5)
+                }
+            }
+        }
+    }
+}
