@@ -83,9 +83,37 @@ PY
 }
 
 bench_kernels() {
-  echo "== kernels (issue 3)"
-  if [ ! -x "$BIN/tl-bench" ]; then echo "tl-bench not built"; return; fi
-  tl-bench kernels
+  echo "== kernels (issue 3): pure Swift, beside OpenBLAS (dlopen) and PyTorch in the same run"
+  if [ ! -x "$BIN/tl-bench" ]; then echo "tl-bench not built (make build)"; return; fi
+  tl-bench peak | tee "$OUT/kernels.tsv" | grep -v "^peak"
+  echo "OpenBLAS: $(tl-bench blas-info)"
+  # tl and OpenBLAS in separate processes, alternating, two rounds; best of each.
+  for round in 1 2; do tl-bench gemm-tl >> "$OUT/kernels.tsv"; tl-bench gemm-blas >> "$OUT/kernels.tsv"; done
+  python3 - "$OUT/kernels.tsv" <<'PY'
+import sys, collections
+best = collections.defaultdict(float); order = []; peak = (1.0, 1.0)
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split("\t")
+    if f[0] == "peak": peak = (float(f[1]), float(f[2]))
+    if f[0] != "gemm": continue
+    key = (f[2], f[3], f[4], f[5])
+    if key not in order: order.append(key)
+    best[(key, f[1], f[6])] = max(best[(key, f[1], f[6])], float(f[7]))
+print("GEMM, GFLOP/s (best of 2 rounds); ratio = tl / OpenBLAS at the same thread count; peak = tl 2T / FMA peak 2T")
+print(f"  {'M x K x N  op':<30}{'tl 1T':>8}{'BLAS 1T':>9}{'ratio':>7}{'tl 2T':>8}{'BLAS 2T':>9}{'ratio':>7}{'peak':>7}{'2T/1T':>7}")
+for key in order:
+    t1, t2 = best[(key, 'tl', '1')], best[(key, 'tl', '2')]
+    o1, o2 = best.get((key, 'blas', '1')), best.get((key, 'blas', '2'))
+    r = lambda a, b: f"{a / b:.2f}" if b else "-"
+    s = lambda x: f"{x:.1f}" if x else "-"
+    print(f"  {key[0] + 'x' + key[1] + 'x' + key[2] + '  ' + key[3]:<30}{t1:8.1f}{s(o1):>9}{r(t1, o1):>7}{t2:8.1f}{s(o2):>9}{r(t2, o2):>7}{t2 / peak[1]:7.2f}{t2 / t1:7.2f}")
+PY
+  tl-bench conv
+  if $SYSPY -c 'import torch' 2>/dev/null; then
+    $SYSPY "$ROOT/Tests/bench/torch_conv.py"
+  else
+    echo "  PyTorch: not installed (apt-get install python3-torch); no peer for the convolution figures"
+  fi
 }
 
 for s in $SECTIONS; do

@@ -186,10 +186,11 @@ public enum Conv {
                     for r in 0..<oh {
                         let ih = r * g.strideH - g.padTop + i * g.dilationH
                         let out = row + r * ow
-                        if ih < 0 || ih >= g.h { out.update(repeating: 0, count: ow); continue }
+                        if ih < 0 || ih >= g.h { for q in 0..<ow { out[q] = 0 }; continue }
                         let src = plane + ih * g.w + dj
                         for q in 0..<lo { out[q] = 0 }
-                        if g.strideW == 1 { (out + lo).update(from: src + lo, count: hi - lo) }
+                        // Rows are short (OW ≈ 7..56): a plain loop beats a memmove call.
+                        if g.strideW == 1 { for q in lo..<hi { out[q] = src[q] } }
                         else { for q in lo..<hi { out[q] = src[q * g.strideW] } }
                         for q in hi..<ow { out[q] = 0 }
                     }
@@ -215,7 +216,8 @@ public enum Conv {
                         if ih < 0 || ih >= g.h { continue }
                         let src = row + r * ow
                         let dst = plane + ih * g.w + dj
-                        for q in lo..<hi { dst[q * g.strideW] += src[q] }
+                        if g.strideW == 1 { for q in lo..<hi { dst[q] += src[q] } }
+                        else { for q in lo..<hi { dst[q * g.strideW] += src[q] } }
                     }
                     row += oh * ow
                 }

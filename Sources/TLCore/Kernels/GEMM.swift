@@ -34,7 +34,10 @@ import CTLSupport
 /// do not propagate), as BLAS specifies.
 public enum GEMM {
     public static let mr = 6, nr = 16
-    nonisolated(unsafe) public static var kc = 256, mc = 120, nc = 2048
+    /// Software prefetch distance into the packed A panel (16 k-steps ahead); measured to help
+    /// most when both cores run GEMM (1024³, 2 threads: about 110 → 130 GFLOP/s, noisy machine).
+    static let prefetchA = 384
+    public static let kc = 256, mc = 120, nc = 2048
     /// Below this many multiply-adds a second thread costs more than it saves.
     public static let parallelThreshold = 1 << 18
 
@@ -46,27 +49,29 @@ public enum GEMM {
         precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size")
         precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n), "sgemm: leading dimension too small")
         if m == 0 || n == 0 { return }
-        scale(c, m: m, n: n, ldc: ldc, beta: beta)
-        if k == 0 || alpha == 0 { return }
+        if k == 0 || alpha == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
+        // β = 0: the first K block stores instead of accumulating (C is never read).
+        let overwrite = beta == 0
+        if !overwrite { scale(c, m: m, n: n, ldc: ldc, beta: beta) }
 
         if n < nr && m >= 2 * nr {
             // Few columns (a classifier head with 10 classes): a 16-wide micro-tile would be
             // mostly padding. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ, where the few columns become rows.
             let tmp = Scratch.buffer(.extra, floats: n * m)
-            tmp.update(repeating: 0, count: n * m)
-            split(!transB, !transA, n, m, k, alpha, b, ldb, a, lda, tmp, m, threads)
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] += tmp[j * m + i] } }
+            split(!transB, !transA, n, m, k, alpha, b, ldb, a, lda, tmp, m, true, threads)
+            if overwrite { for i in 0..<m { for j in 0..<n { c[i * ldc + j] = tmp[j * m + i] } } }
+            else { for i in 0..<m { for j in 0..<n { c[i * ldc + j] += tmp[j * m + i] } } }
             return
         }
-        split(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, threads)
+        split(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite, threads)
     }
 
     /// Splits the product across threads (see "Threads" above) and runs `serial` on each part.
     static func split(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                      _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ threads: Int) {
+                      _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ overwrite: Bool, _ threads: Int) {
         let t = threads > 1 && m * n * k >= parallelThreshold ? threads : 1
-        if t == 1 { serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc); return }
+        if t == 1 { serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite); return }
         let pa = UnsafeSendable(a), pb = UnsafeSendable(b), pc = UnsafeSendable(c)
         if n >= m {
             // Split columns, in multiples of NR.
@@ -76,7 +81,7 @@ public enum GEMM {
                 let j0 = i * per, j1 = min(n, j0 + per)
                 if j0 >= j1 { return }
                 let bj = transB ? pb.value + j0 * ldb : pb.value + j0
-                serial(transA, transB, m, j1 - j0, k, alpha, pa.value, lda, bj, ldb, pc.value + j0, ldc)
+                serial(transA, transB, m, j1 - j0, k, alpha, pa.value, lda, bj, ldb, pc.value + j0, ldc, overwrite)
             }
         } else {
             let parts = min(t, (m + mr - 1) / mr)
@@ -85,7 +90,7 @@ public enum GEMM {
                 let i0 = i * per, i1 = min(m, i0 + per)
                 if i0 >= i1 { return }
                 let ai = transA ? pa.value + i0 : pa.value + i0 * lda
-                serial(transA, transB, i1 - i0, n, k, alpha, ai, lda, pb.value, ldb, pc.value + i0 * ldc, ldc)
+                serial(transA, transB, i1 - i0, n, k, alpha, ai, lda, pb.value, ldb, pc.value + i0 * ldc, ldc, overwrite)
             }
         }
     }
@@ -99,10 +104,11 @@ public enum GEMM {
         }
     }
 
-    /// The blocked algorithm on one thread. C has already been scaled by β.
+    /// The blocked algorithm on one thread. C has already been scaled by β, or, with
+    /// `overwrite`, is written without being read by the first K block.
     static func serial(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ overwrite: Bool) {
         let bufB = Scratch.buffer(.packB, floats: kc * min(nc, (n + nr - 1) / nr * nr))
         let bufA = Scratch.buffer(.packA, floats: min(mc, (m + mr - 1) / mr * mr) * kc)
         var jc = 0
@@ -123,10 +129,11 @@ public enum GEMM {
                         while ir < mcb {
                             let mrb = min(mr, mcb - ir)
                             let ct = c + (ic + ir) * ldc + jc + jr
+                            let store = overwrite && pc == 0
                             if mrb == mr && nrb == nr {
-                                kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha)
+                                kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store)
                             } else {
-                                edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, mrb, nrb)
+                                edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store, mrb, nrb)
                             }
                             ir += mr
                         }
@@ -214,16 +221,31 @@ public enum GEMM {
         }
     }
 
-    /// C[6×16] += α · Apanel · Bpanel.
+    /// C[6×16] += α · Apanel · Bpanel (or = with `store`), on a full tile.
     @inline(__always)
     static func kernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float) {
+                           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool) {
+        tile(kc, a, b, c, ldc, alpha, store, mr, nr)
+    }
+
+    /// A partial tile (fewer than 6 rows or 16 columns of C): the same arithmetic, with only the
+    /// valid part written (so edge and interior elements round alike).
+    @inline(never)
+    static func edge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool, _ m: Int, _ n: Int) {
+        tile(kc, a, b, c, ldc, alpha, store, m, n)
+    }
+
+    @inline(__always)
+    static func tile(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool, _ m: Int, _ n: Int) {
         typealias V = SIMD8<Float>
         var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
         var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
         var pa = UnsafeRawPointer(a), pb = UnsafeRawPointer(b)
-        for r in 0..<6 { tl_prefetch_write(c + r * ldc); tl_prefetch_write(c + r * ldc + 15) }
+        if !store { for r in 0..<m { tl_prefetch_write(c + r * ldc); tl_prefetch_write(c + r * ldc + n - 1) } }
         for _ in 0..<kc {
+            tl_prefetch_read(pa + prefetchA)
             let b0 = pb.load(as: V.self), b1 = pb.load(fromByteOffset: 32, as: V.self)
             var x = V(repeating: pa.load(as: Float.self))
             c00.addProduct(x, b0); c01.addProduct(x, b1)
@@ -239,28 +261,31 @@ public enum GEMM {
             c50.addProduct(x, b0); c51.addProduct(x, b1)
             pa += 24; pb += 64
         }
-        let al = V(repeating: alpha)
-        @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V) {
-            let p = UnsafeMutableRawPointer(c + r * ldc)
-            let o0 = p.loadUnaligned(as: V.self), o1 = p.loadUnaligned(fromByteOffset: 32, as: V.self)
-            p.storeBytes(of: o0.addingProduct(al, v0), as: V.self)
-            p.storeBytes(of: o1.addingProduct(al, v1), toByteOffset: 32, as: V.self)
+        if m == mr && n == nr {
+            let al = V(repeating: alpha)
+            @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V) {
+                let p = UnsafeMutableRawPointer(c + r * ldc)
+                if store {
+                    p.storeBytes(of: al * v0, as: V.self)
+                    p.storeBytes(of: al * v1, toByteOffset: 32, as: V.self)
+                } else {
+                    let o0 = p.loadUnaligned(as: V.self), o1 = p.loadUnaligned(fromByteOffset: 32, as: V.self)
+                    p.storeBytes(of: o0.addingProduct(al, v0), as: V.self)
+                    p.storeBytes(of: o1.addingProduct(al, v1), toByteOffset: 32, as: V.self)
+                }
+            }
+            put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
+            put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+            return
         }
-        put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
-        put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
-    }
-
-    /// A partial tile (mr < 6 or nr < 16): the full kernel into a scratch tile, then the valid
-    /// part added with the same operation (so edge and interior elements round alike).
-    @inline(never)
-    static func edge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ m: Int, _ n: Int) {
-        var tile = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-        withUnsafeMutableBytes(of: &tile) { raw in
-            let t = raw.baseAddress!.assumingMemoryBound(to: Float.self)
-            for i in 0..<m { for j in 0..<n { t[i * 16 + j] = c[i * ldc + j] } }
-            kernel6x16(kc, a, b, t, 16, alpha)
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = t[i * 16 + j] } }
+        var t = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
+        withUnsafeBytes(of: &t) { raw in
+            let acc = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            for i in 0..<m {
+                let row = c + i * ldc, ar = acc + i * 16
+                if store { for j in 0..<n { row[j] = alpha * ar[j] } }
+                else { for j in 0..<n { row[j] = row[j].addingProduct(alpha, ar[j]) } }
+            }
         }
     }
 

@@ -46,65 +46,85 @@ func fmaPeak(threads: Int) -> Double {
     return Double(threads) * Double(iters) * 10 * 16 / t / 1e9
 }
 
-func benchGEMM(_ blas: SystemBLAS?, peak1: Double, peak2: Double) {
-    print("GEMM (GFLOP/s; ratio = tl / OpenBLAS, same threads; peak = share of the FMA peak)")
-    print("  \(padr("M x K x N  op", 26))\(pad("tl 1T", 8))\(pad("BLAS 1T", 9))\(pad("ratio", 7))\(pad("tl 2T", 8))\(pad("BLAS 2T", 9))\(pad("ratio", 7))\(pad("peak 2T", 9))\(pad("2T/1T", 7))")
-    let shapes: [(Int, Int, Int, Bool, Bool, String)] = [
-        (1024, 1024, 1024, false, false, "NN"), (256, 256, 256, false, false, "NN"), (2048, 2048, 2048, false, false, "NN"),
-        (64, 288, 196, false, false, "NN (conv2 im2col)"), (128, 3136, 128, false, false, "NN"), (128, 2048, 1000, false, false, "NN"),
-        (256, 4096, 512, false, false, "NN"), (64, 512, 10, false, false, "NN (tiny)"),
-        (128, 2048, 1000, false, true, "NT (x·Wᵀ)"), (2048, 128, 1000, true, false, "TN (dW = xᵀ·dy)"),
-        (128, 1000, 2048, false, false, "NN (dx = dy·W)"), (1024, 1024, 1024, true, true, "TT"),
-    ]
-    // Each implementation runs all shapes in turn (OpenBLAS's idle workers spin for a while
-    // after a call and would slow whatever runs next); two rounds, best of each.
-    struct Case { var a, b, c: UnsafeMutablePointer<Float>; var flops: Double }
-    let cases = shapes.map { (m, k, n, _, _, _) in
-        Case(a: randomBuffer(m * k, seed: 1), b: randomBuffer(k * n, seed: 2), c: randomBuffer(m * n, seed: 3),
-             flops: 2.0 * Double(m) * Double(n) * Double(k))
-    }
-    var tl = [[Double]](repeating: [.infinity, .infinity], count: shapes.count), ob = tl
-    for _ in 0..<2 {
-        for impl in 0..<(blas == nil ? 1 : 2) {
-            for (i, (m, k, n, ta, tb, _)) in shapes.enumerated() {
-                let cs = cases[i], lda = ta ? m : k, ldb = tb ? k : n
-                let mt = min(0.5, max(0.1, cs.flops / 4e10))
-                for (ti, th) in [1, 2].enumerated() {
-                    if impl == 0 {
-                        tl[i][ti] = min(tl[i][ti], best(minTime: mt) {
-                            GEMM.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: cs.a, lda: lda, b: cs.b, ldb: ldb, beta: 0, c: cs.c, ldc: n, threads: th) })
-                    } else {
-                        blas!.threads(th)
-                        ob[i][ti] = min(ob[i][ti], best(minTime: mt) {
-                            blas!.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: cs.a, lda: lda, b: cs.b, ldb: ldb, beta: 0, c: cs.c, ldc: n) })
-                    }
-                }
+let gemmShapes: [(Int, Int, Int, Bool, Bool, String)] = [
+    (1024, 1024, 1024, false, false, "NN"), (256, 256, 256, false, false, "NN"), (2048, 2048, 2048, false, false, "NN"),
+    (64, 288, 196, false, false, "NN (conv2 im2col)"), (128, 3136, 128, false, false, "NN"), (128, 2048, 1000, false, false, "NN"),
+    (256, 4096, 512, false, false, "NN"), (64, 512, 10, false, false, "NN (tiny)"),
+    (128, 2048, 1000, false, true, "NT (x·Wᵀ)"), (2048, 128, 1000, true, false, "TN (dW = xᵀ·dy)"),
+    (128, 1000, 2048, false, false, "NN (dx = dy·W)"), (1024, 1024, 1024, true, true, "TT"),
+]
+
+/// One implementation over all GEMM shapes, 1 and 2 threads: tab-separated lines
+/// `gemm IMPL M K N OP THREADS GFLOPS`. bench.sh runs tl and OpenBLAS in separate processes,
+/// alternating (OpenBLAS's idle workers spin after a call and slow whatever shares the process).
+func rawGEMM(_ impl: String, _ blas: SystemBLAS?) {
+    if impl == "blas" && blas == nil { return }
+    for (m, k, n, ta, tb, label) in gemmShapes {
+        let a = randomBuffer(m * k, seed: 1), b = randomBuffer(k * n, seed: 2), c = randomBuffer(m * n, seed: 3)
+        let lda = ta ? m : k, ldb = tb ? k : n
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        let mt = min(0.5, max(0.1, flops / 4e10))
+        for th in [1, 2] {
+            let t: Double
+            if impl == "tl" {
+                t = best(minTime: mt) { GEMM.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: n, threads: th) }
+            } else {
+                blas!.threads(th)
+                t = best(minTime: mt) { blas!.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: n) }
             }
+            print("gemm\t\(impl)\t\(m)\t\(k)\t\(n)\t\(label)\t\(th)\t\(f2(flops / t / 1e9))")
         }
+        a.deallocate(); b.deallocate(); c.deallocate()
     }
-    for (i, (m, k, n, _, _, label)) in shapes.enumerated() {
-        let f = cases[i].flops / 1e9
-        let t1 = f / tl[i][0], t2 = f / tl[i][1]
-        let o1: Double? = blas == nil ? nil : f / ob[i][0], o2: Double? = blas == nil ? nil : f / ob[i][1]
-        let r1 = o1.map { f2(t1 / $0) } ?? "-", r2 = o2.map { f2(t2 / $0) } ?? "-"
-        print("  \(padr("\(m)x\(k)x\(n)  \(label)", 26))\(pad(f1(t1), 8))\(pad(o1.map(f1) ?? "-", 9))\(pad(r1, 7))\(pad(f1(t2), 8))\(pad(o2.map(f1) ?? "-", 9))\(pad(r2, 7))\(pad(f2(t2 / peak2), 9))\(pad(f2(t2 / t1), 7))")
+}
+
+/// The convolution layers of a small CNN, forward and backward (data + weights + bias), batch 64.
+func benchConv() {
+    print("convolution, batch 64 (images/s; backward = dx + dweight + dbias)")
+    print("  \(padr("layer", 24))\(pad("fwd 1T", 9))\(pad("fwd 2T", 9))\(pad("2T/1T", 7))\(pad("bwd 1T", 9))\(pad("bwd 2T", 9))\(pad("2T/1T", 7))\(pad("fwd GFLOP/s", 13))")
+    let layers: [(String, ConvGeometry)] = [
+        ("1->32 3x3 @28x28", ConvGeometry(n: 64, c: 1, h: 28, w: 28, oc: 32, kh: 3, kw: 3, pad: 1)),
+        ("32->64 3x3 @28x28", ConvGeometry(n: 64, c: 32, h: 28, w: 28, oc: 64, kh: 3, kw: 3, pad: 1)),
+        ("32->64 3x3 @14x14", ConvGeometry(n: 64, c: 32, h: 14, w: 14, oc: 64, kh: 3, kw: 3, pad: 1)),
+    ]
+    for (name, g) in layers {
+        let x = randomBuffer(g.n * g.c * g.h * g.w, seed: 1), w = randomBuffer(g.oc * g.kdim, seed: 2), b = randomBuffer(g.oc, seed: 3)
+        let y = randomBuffer(g.n * g.oc * g.oh * g.ow, seed: 4), dx = randomBuffer(g.n * g.c * g.h * g.w, seed: 5)
+        let dw = randomBuffer(g.oc * g.kdim, seed: 6), db = randomBuffer(g.oc, seed: 7)
+        var f = [0.0, 0], bw = [0.0, 0]
+        for (i, th) in [1, 2].enumerated() {
+            f[i] = Double(g.n) / best(minTime: 0.5) { Conv.forward(g, x: x, weight: w, bias: b, y: y, threads: th) }
+            bw[i] = Double(g.n) / best(minTime: 0.5) { Conv.backward(g, x: x, weight: w, dy: y, dx: dx, dweight: dw, dbias: db, threads: th) }
+        }
+        let gf = 2.0 * Double(g.oc * g.kdim * g.oh * g.ow) * f[1] / 1e9
+        print("  \(padr(name, 24))\(pad(f1(f[0]), 9))\(pad(f1(f[1]), 9))\(pad(f2(f[1] / f[0]), 7))\(pad(f1(bw[0]), 9))\(pad(f1(bw[1]), 9))\(pad(f2(bw[1] / bw[0]), 7))\(pad(f1(gf), 13))")
     }
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
-let what = Set(args.isEmpty ? ["peak", "gemm", "conv"] : args)
-let blas = SystemBLAS.load()
-print("threads available: \(Threads.count); OpenBLAS: \(blas?.description ?? "not found (apt-get install libopenblas0)")")
-let peak1 = what.contains("one") ? 1 : fmaPeak(threads: 1), peak2 = what.contains("one") ? 1 : fmaPeak(threads: 2)
-print("FMA peak: \(f1(peak1)) GFLOP/s on 1 thread, \(f1(peak2)) on 2")
-if what.contains("gemm") { benchGEMM(blas, peak1: peak1, peak2: peak2) }
+let what = Set(args.isEmpty ? ["peak", "conv"] : args)  // also: gemm-tl, gemm-blas, one M K N THREADS, convone
+let blas = what.contains("gemm-blas") ? SystemBLAS.load() : nil
+if what.contains("peak") { print("threads available: \(Threads.count)") }
+let quick = !what.contains("peak")
+let peak1 = quick ? 1 : fmaPeak(threads: 1), peak2 = quick ? 1 : fmaPeak(threads: 2)
+if !quick { print("peak\t\(f2(peak1))\t\(f2(peak2))"); print("FMA peak: \(f1(peak1)) GFLOP/s on 1 thread, \(f1(peak2)) on 2 (independent 8-wide FMA chains)") }
+if what.contains("blas-info") { print(SystemBLAS.load()?.description ?? "not found (apt-get install libopenblas0)") }
+if what.contains("gemm-tl") { rawGEMM("tl", nil) }
+if what.contains("gemm-blas") { rawGEMM("blas", blas) }
+if what.contains("conv") { benchConv() }
 if what.contains("one") {
-    if let v = getenv("KC") { GEMM.kc = Int(String(cString: v))! }
-    if let v = getenv("MC") { GEMM.mc = Int(String(cString: v))! }
-    if let v = getenv("NC") { GEMM.nc = Int(String(cString: v))! }
     let m = Int(args[1])!, k = Int(args[2])!, n = Int(args[3])!, th = Int(args[4])!
     let a = randomBuffer(m * k, seed: 1), b = randomBuffer(k * n, seed: 2)
     let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
     let t = best(minTime: 2) { GEMM.sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n, threads: th) }
     print("\(m)x\(k)x\(n) \(th)T: \(f1(2.0 * Double(m * n * k) / t / 1e9)) GFLOP/s")
+}
+if what.contains("convone") {
+    let g = ConvGeometry(n: 64, c: 32, h: 14, w: 14, oc: 64, kh: 3, kw: 3, pad: 1)
+    let x = randomBuffer(g.n * g.c * g.h * g.w, seed: 1), w = randomBuffer(g.oc * g.kdim, seed: 2), b = randomBuffer(g.oc, seed: 3)
+    let y = randomBuffer(g.n * g.oc * g.oh * g.ow, seed: 4), dx = randomBuffer(g.n * g.c * g.h * g.w, seed: 5)
+    let dw = randomBuffer(g.oc * g.kdim, seed: 6), db = randomBuffer(g.oc, seed: 7)
+    let t = best(minTime: 3) { Conv.backward(g, x: x, weight: w, dy: y, dx: dx, dweight: dw, dbias: db, threads: 1) }
+    let t2 = best(minTime: 1) { Conv.forward(g, x: x, weight: w, bias: b, y: y, threads: 1) }
+    print("bwd \(f1(64 / t)) img/s fwd \(f1(64 / t2))")
 }
