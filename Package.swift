@@ -37,8 +37,11 @@ let package = Package(
         // MARK: Core: tensor, dtypes, formats, kernels
         .target(name: "TLCore", dependencies: ["CTLSupport"], swiftSettings: fastSwift),
 
+        // MARK: Networks: layers with explicit forward/backward, losses, optimizers, model files
+        .target(name: "TLNN", dependencies: ["TLCore"], swiftSettings: fastSwift),
+
         // MARK: Tools: flag parsing, diagnostics, exit codes, progress, one file per command
-        .target(name: "TLTools", dependencies: ["TLCore"], swiftSettings: fastSwift),
+        .target(name: "TLTools", dependencies: ["TLCore", "TLNN"], swiftSettings: fastSwift),
 
         // MARK: Commands: main.swift only
     ] + tools.map { .executableTarget(name: $0, dependencies: ["TLTools"], path: "Sources/\($0)") } + [
@@ -48,6 +51,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "TLCoreTests", dependencies: ["TLCore"], swiftSettings: fastSwift),
+        .testTarget(name: "TLNNTests", dependencies: ["TLNN"], swiftSettings: fastSwift),
         .testTarget(name: "TLToolsTests", dependencies: ["TLTools"], swiftSettings: fastSwift),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,444 @@
+import Glibc
+import TLCore
+
+/// PyTorch's default initialization for Linear and Conv2d (kaiming_uniform with a = √5):
+/// weights and biases uniform in ±1/√fan_in.
+func uniformInit(_ p: Parameter, fanIn: Int, _ rng: inout RNG) {
+    let bound = 1 / Float(max(fanIn, 1)).squareRoot()
+    for i in 0..<p.count { p.v[i] = (rng.uniform() * 2 - 1) * bound }
+}
+
+/// Layers that start from random weights.
+public protocol Initializable { func initialize(_ rng: inout RNG) }
+
+// MARK: Linear
+
+/// y = x·Wᵀ + b, W [out, in] (PyTorch's layout). Input [N, in] or [N, ...] flattened.
+public final class Linear: Layer, Initializable {
+    public let name: String
+    public let inFeatures: Int, outFeatures: Int
+    public let weight: Parameter, bias: Parameter
+    var x: Tensor?
+    public init(_ name: String, _ inFeatures: Int, _ outFeatures: Int) {
+        self.name = name; self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        weight = Parameter("\(name).weight", shape: [outFeatures, inFeatures])
+        bias = Parameter("\(name).bias", shape: [outFeatures], decays: false)
+    }
+    public var spec: String { "fc\(outFeatures)" }
+    public var parameters: [Parameter] { [weight, bias] }
+    public func initialize(_ rng: inout RNG) { uniformInit(weight, fanIn: inFeatures, &rng); uniformInit(bias, fanIn: inFeatures, &rng) }
+    public func outputShape(_ s: [Int]) throws -> [Int] {
+        guard s.count >= 2, perSample(s) == inFeatures else { throw shapeError(self, "expects \(inFeatures) input features, got \(shapeString(Array(s.dropFirst())))") }
+        return [s[0], outFeatures]
+    }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let n = try outputShape(x.shape)[0]
+        let y = Tensor.f32([n, outFeatures])
+        GEMM.sgemm(transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x.f32, lda: inFeatures,
+                   b: weight.v, ldb: inFeatures, beta: 0, c: y.f32, ldc: outFeatures, threads: ctx.threads)
+        Elementwise.addBias(rows: n, cols: outFeatures, bias: bias.v, y: y.f32)
+        if ctx.training { self.x = x }
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard let x = x else { preconditionFailure("\(name): backward without a training forward") }
+        let n = dy.rows
+        if !weight.frozen {
+            // dW [out, in] += dyᵀ [out, N] · x [N, in]
+            GEMM.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: n, alpha: 1, a: dy.f32, lda: outFeatures,
+                       b: x.f32, ldb: inFeatures, beta: 1, c: weight.g, ldc: inFeatures, threads: ctx.threads)
+        }
+        if !bias.frozen { Elementwise.columnSums(rows: n, cols: outFeatures, x: dy.f32, out: bias.g) }
+        guard needInputGrad else { return nil }
+        let dx = Tensor.f32(x.shape)
+        GEMM.sgemm(transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, alpha: 1, a: dy.f32, lda: outFeatures,
+                   b: weight.v, ldb: inFeatures, beta: 0, c: dx.f32, ldc: inFeatures, threads: ctx.threads)
+        return dx
+    }
+}
+
+// MARK: Conv2d
+
+public final class Conv2d: Layer, Initializable {
+    public let name: String
+    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, pad: Int, groups: Int
+    public let weight: Parameter, bias: Parameter?
+    var x: Tensor?
+    public init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
+        self.name = name; self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernel = kernel; self.stride = stride; self.pad = pad; self.groups = groups
+        weight = Parameter("\(name).weight", shape: [outChannels, inChannels / groups, kernel, kernel])
+        self.bias = bias ? Parameter("\(name).bias", shape: [outChannels], decays: false) : nil
+    }
+    public var spec: String {
+        var s = "conv\(kernel)x\(kernel)-\(outChannels)"
+        if pad != kernel / 2 { s += "-p\(pad)" }
+        if stride != 1 { s += "-s\(stride)" }
+        if groups != 1 { s += "-g\(groups)" }
+        if bias == nil { s += "-nobias" }
+        return s
+    }
+    public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+    public func initialize(_ rng: inout RNG) {
+        let fan = inChannels / groups * kernel * kernel
+        uniformInit(weight, fanIn: fan, &rng); if let b = bias { uniformInit(b, fanIn: fan, &rng) }
+    }
+    func geometry(_ s: [Int]) throws -> ConvGeometry {
+        guard s.count == 4, s[1] == inChannels else {
+            throw shapeError(self, "expects [N, \(inChannels), H, W] images, got \(shapeString(Array(s.dropFirst())))")
+        }
+        let g = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], oc: outChannels, kh: kernel, kw: kernel, stride: stride, pad: pad, groups: groups)
+        if let p = g.problem { throw shapeError(self, p) }
+        return g
+    }
+    public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.oc, g.oh, g.ow] }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let g = try geometry(x.shape)
+        let y = Tensor.f32([g.n, g.oc, g.oh, g.ow])
+        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, threads: ctx.threads)
+        if ctx.training { self.x = x }
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard let x = x else { preconditionFailure("\(name): backward without a training forward") }
+        let g = try! geometry(x.shape)
+        let dx = needInputGrad ? Tensor.f32(x.shape) : nil
+        Conv.backward(g, x: x.f32, weight: weight.v, dy: dy.f32, dx: dx?.f32, dweight: weight.frozen ? nil : weight.g,
+                      dbias: (bias?.frozen ?? true) ? nil : bias!.g, threads: ctx.threads)
+        return dx
+    }
+}
+
+// MARK: pooling and reshaping
+
+public final class MaxPool2d: Layer {
+    public let name: String
+    public let kernel: Int, stride: Int
+    var argmax: [Int32] = []
+    var inShape: [Int] = []
+    public init(_ name: String, kernel: Int, stride: Int? = nil) { self.name = name; self.kernel = kernel; self.stride = stride ?? kernel }
+    public var spec: String { stride == kernel ? "maxpool\(kernel)" : "maxpool\(kernel)-s\(stride)" }
+    func geometry(_ s: [Int]) throws -> PoolGeometry {
+        guard s.count == 4 else { throw shapeError(self, "expects [N, C, H, W], got \(shapeString(Array(s.dropFirst())))") }
+        let g = PoolGeometry(n: s[0], c: s[1], h: s[2], w: s[3], kernel: kernel, stride: stride)
+        if let p = g.problem { throw shapeError(self, p) }
+        return g
+    }
+    public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.c, g.oh, g.ow] }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let g = try geometry(x.shape)
+        let y = Tensor.f32([g.n, g.c, g.oh, g.ow])
+        if ctx.training {
+            if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
+            argmax.withUnsafeMutableBufferPointer { Pool.maxForward(g, x: x.f32, y: y.f32, argmax: $0.baseAddress, threads: ctx.threads) }
+            inShape = x.shape
+        } else {
+            Pool.maxForward(g, x: x.f32, y: y.f32, argmax: nil, threads: ctx.threads)
+        }
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard needInputGrad else { return nil }
+        let g = try! geometry(inShape)
+        let dx = Tensor.f32(inShape)
+        argmax.withUnsafeBufferPointer { Pool.maxBackward(g, argmax: $0.baseAddress!, dy: dy.f32, dx: dx.f32, threads: ctx.threads) }
+        return dx
+    }
+}
+
+public final class AvgPool2d: Layer {
+    public let name: String
+    public let kernel: Int, stride: Int
+    var inShape: [Int] = []
+    public init(_ name: String, kernel: Int, stride: Int? = nil) { self.name = name; self.kernel = kernel; self.stride = stride ?? kernel }
+    public var spec: String { stride == kernel ? "avgpool\(kernel)" : "avgpool\(kernel)-s\(stride)" }
+    func geometry(_ s: [Int]) throws -> PoolGeometry {
+        guard s.count == 4 else { throw shapeError(self, "expects [N, C, H, W], got \(shapeString(Array(s.dropFirst())))") }
+        let g = PoolGeometry(n: s[0], c: s[1], h: s[2], w: s[3], kernel: kernel, stride: stride)
+        if let p = g.problem { throw shapeError(self, p) }
+        return g
+    }
+    public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.c, g.oh, g.ow] }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let g = try geometry(x.shape)
+        let y = Tensor.f32([g.n, g.c, g.oh, g.ow])
+        Pool.avgForward(g, x: x.f32, y: y.f32, threads: ctx.threads)
+        inShape = x.shape
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard needInputGrad else { return nil }
+        let dx = Tensor.f32(inShape)
+        Pool.avgBackward(try! geometry(inShape), dy: dy.f32, dx: dx.f32, threads: ctx.threads)
+        return dx
+    }
+}
+
+/// [N, C, H, W] → [N, C]: the mean of each plane.
+public final class GlobalAvgPool: Layer {
+    public let name: String
+    var inShape: [Int] = []
+    public init(_ name: String) { self.name = name }
+    public var spec: String { "gap" }
+    public func outputShape(_ s: [Int]) throws -> [Int] {
+        guard s.count == 4 else { throw shapeError(self, "expects [N, C, H, W], got \(shapeString(Array(s.dropFirst())))") }
+        return [s[0], s[1]]
+    }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let o = try outputShape(x.shape)
+        let y = Tensor.f32(o)
+        Pool.globalAvgForward(planes: o[0] * o[1], size: x.shape[2] * x.shape[3], x: x.f32, y: y.f32)
+        inShape = x.shape
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard needInputGrad else { return nil }
+        let dx = Tensor.f32(inShape)
+        Pool.globalAvgBackward(planes: inShape[0] * inShape[1], size: inShape[2] * inShape[3], dy: dy.f32, dx: dx.f32)
+        return dx
+    }
+}
+
+/// [N, ...] → [N, product]: a view, no copy.
+public final class Flatten: Layer {
+    public let name: String
+    var inShape: [Int] = []
+    public init(_ name: String) { self.name = name }
+    public var spec: String { "flatten" }
+    public func outputShape(_ s: [Int]) throws -> [Int] { [s.first ?? 1, perSample(s)] }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { inShape = x.shape; return x.reshaped(try outputShape(x.shape)) }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? { needInputGrad ? dy.reshaped(inShape) : nil }
+}
+
+// MARK: activations
+
+public final class Activation: Layer {
+    public enum Kind: Equatable { case relu, leakyRelu(Float), sigmoid, tanh, gelu, relu6 }
+    public let name: String
+    public let kind: Kind
+    var x: Tensor?, y: Tensor?
+    public init(_ name: String, _ kind: Kind) { self.name = name; self.kind = kind }
+    public var spec: String {
+        switch kind {
+        case .relu: return "relu"
+        case .leakyRelu(let s): return s == 0.01 ? "lrelu" : "lrelu\(s)"
+        case .sigmoid: return "sigmoid"
+        case .tanh: return "tanh"
+        case .gelu: return "gelu"
+        case .relu6: return "relu6"
+        }
+    }
+    public func outputShape(_ s: [Int]) throws -> [Int] { s }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let y = Tensor.f32(x.shape), n = x.count
+        switch kind {
+        case .relu: Elementwise.relu(n, x: x.f32, y: y.f32)
+        case .leakyRelu(let s): Elementwise.leakyRelu(n, slope: s, x: x.f32, y: y.f32)
+        case .sigmoid: Elementwise.sigmoid(n, x: x.f32, y: y.f32)
+        case .tanh: Elementwise.tanh(n, x: x.f32, y: y.f32)
+        case .gelu: Elementwise.gelu(n, x: x.f32, y: y.f32)
+        case .relu6: Elementwise.clip(n, lo: 0, hi: 6, x: x.f32, y: y.f32)
+        }
+        if ctx.training { self.x = x; self.y = y }
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard needInputGrad, let x = x, let y = y else { return nil }
+        let dx = Tensor.f32(x.shape), n = x.count
+        switch kind {
+        case .relu: Elementwise.reluBackward(n, y: y.f32, dy: dy.f32, dx: dx.f32)
+        case .leakyRelu(let s): Elementwise.leakyReluBackward(n, slope: s, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .sigmoid: Elementwise.sigmoidBackward(n, y: y.f32, dy: dy.f32, dx: dx.f32)
+        case .tanh: Elementwise.tanhBackward(n, y: y.f32, dy: dy.f32, dx: dx.f32)
+        case .gelu: Elementwise.geluBackward(n, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .relu6: Elementwise.clipBackward(n, lo: 0, hi: 6, x: x.f32, dy: dy.f32, dx: dx.f32)
+        }
+        return dx
+    }
+}
+
+/// Inverted dropout: in training, zero each element with probability p and scale the rest by
+/// 1/(1−p); in evaluation, the identity. Masks come from (seed, step, layer), not from threads.
+public final class Dropout: Layer {
+    public let name: String
+    public let p: Float
+    let stream: UInt64
+    var mask: Tensor?
+    public init(_ name: String, p: Float, stream: UInt64) { self.name = name; self.p = p; self.stream = stream }
+    public var spec: String { "dropout\(p)" }
+    public func outputShape(_ s: [Int]) throws -> [Int] { s }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        guard ctx.training, p > 0 else { mask = nil; return x }
+        var rng = RNG(seed: ctx.seed &+ ctx.step &* 0x9E37_79B9, stream: stream)
+        let m = Tensor.f32(x.shape), y = Tensor.f32(x.shape), keep = 1 / (1 - p)
+        for i in 0..<x.count { m.f32[i] = rng.uniform() < p ? 0 : keep; y.f32[i] = x.f32[i] * m.f32[i] }
+        mask = m
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard needInputGrad else { return nil }
+        guard let m = mask else { return dy }
+        let dx = Tensor.f32(dy.shape)
+        for i in 0..<dy.count { dx.f32[i] = dy.f32[i] * m.f32[i] }
+        return dx
+    }
+}
+
+// MARK: batch normalization
+
+/// BatchNorm over [N, C] (1d) or [N, C, H, W] (2d), PyTorch's definition: training normalizes by
+/// the batch's mean and biased variance and updates running statistics with momentum 0.1
+/// (running variance unbiased); evaluation, or a frozen layer, uses the running statistics.
+public final class BatchNorm: Layer {
+    public let name: String
+    public let channels: Int
+    public let eps: Float, momentum: Float
+    public let weight: Parameter, bias: Parameter
+    public var runningMean: Tensor, runningVar: Tensor
+    var xhat: Tensor?, invstd: [Float] = [], usedBatchStats = false
+    public init(_ name: String, _ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        self.name = name; self.channels = channels; self.eps = eps; self.momentum = momentum
+        weight = Parameter("\(name).weight", shape: [channels], decays: false)
+        bias = Parameter("\(name).bias", shape: [channels], decays: false)
+        weight.v.update(repeating: 1, count: channels)
+        runningMean = .f32([channels]); runningVar = .f32([channels])
+        runningVar.f32.update(repeating: 1, count: channels)
+    }
+    public var spec: String { "bn" }
+    public var parameters: [Parameter] { [weight, bias] }
+    public var buffers: [(String, Tensor)] { [("\(name).running_mean", runningMean), ("\(name).running_var", runningVar)] }
+    public func outputShape(_ s: [Int]) throws -> [Int] {
+        guard s.count == 2 || s.count == 4, s[1] == channels else { throw shapeError(self, "expects \(channels) channels, got \(shapeString(Array(s.dropFirst())))") }
+        return s
+    }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        _ = try outputShape(x.shape)
+        let n = x.shape[0], c = channels, size = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+        let batch = ctx.training && !weight.frozen
+        var mean = [Float](repeating: 0, count: c), variance = mean
+        if batch {
+            Elementwise.channelStatistics(n: n, c: c, size: size, x: x.f32, mean: &mean, variance: &variance)
+            let m = Float(n * size), unbias = m > 1 ? m / (m - 1) : 1
+            for j in 0..<c {
+                runningMean.f32[j] = (1 - momentum) * runningMean.f32[j] + momentum * mean[j]
+                runningVar.f32[j] = (1 - momentum) * runningVar.f32[j] + momentum * variance[j] * unbias
+            }
+        } else {
+            for j in 0..<c { mean[j] = runningMean.f32[j]; variance[j] = runningVar.f32[j] }
+        }
+        invstd = variance.map { 1 / ($0 + eps).squareRoot() }
+        let y = Tensor.f32(x.shape), xh = ctx.training ? Tensor.f32(x.shape) : nil
+        for i in 0..<n {
+            for j in 0..<c {
+                let off = (i * c + j) * size, s = invstd[j], mu = mean[j], gm = weight.v[j], bt = bias.v[j]
+                let xp = x.f32 + off, yp = y.f32 + off
+                if let h = xh {
+                    let hp = h.f32 + off
+                    for q in 0..<size { let v = (xp[q] - mu) * s; hp[q] = v; yp[q] = v * gm + bt }
+                } else {
+                    for q in 0..<size { yp[q] = (xp[q] - mu) * s * gm + bt }
+                }
+            }
+        }
+        xhat = xh; usedBatchStats = batch
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        guard let xh = xhat else { preconditionFailure("\(name): backward without a training forward") }
+        let n = dy.shape[0], c = channels, size = dy.rank == 4 ? dy.shape[2] * dy.shape[3] : 1
+        var sdy = [Double](repeating: 0, count: c), sdyx = sdy
+        for i in 0..<n { for j in 0..<c {
+            let off = (i * c + j) * size, d = dy.f32 + off, h = xh.f32 + off
+            var a = 0.0, b = 0.0
+            for q in 0..<size { a += Double(d[q]); b += Double(d[q] * h[q]) }
+            sdy[j] += a; sdyx[j] += b
+        } }
+        if !weight.frozen { for j in 0..<c { weight.g[j] += Float(sdyx[j]) } }
+        if !bias.frozen { for j in 0..<c { bias.g[j] += Float(sdy[j]) } }
+        guard needInputGrad else { return nil }
+        let dx = Tensor.f32(dy.shape), m = Float(n * size)
+        for i in 0..<n { for j in 0..<c {
+            let off = (i * c + j) * size, d = dy.f32 + off, h = xh.f32 + off, o = dx.f32 + off
+            let k = weight.v[j] * invstd[j]
+            if usedBatchStats {
+                let a = Float(sdy[j]) / m, b = Float(sdyx[j]) / m
+                for q in 0..<size { o[q] = k * (d[q] - a - h[q] * b) }
+            } else {
+                for q in 0..<size { o[q] = k * d[q] }
+            }
+        } }
+        return dx
+    }
+}
+
+// MARK: containers
+
+/// Layers in order. Backward skips the input gradient of the first layer (nobody needs it) and
+/// stops early below the lowest layer that has trainable parameters.
+public final class Sequential: Layer {
+    public let name: String
+    public var layers: [Layer]
+    public init(_ name: String, _ layers: [Layer]) { self.name = name; self.layers = layers }
+    public var spec: String { layers.map(\.spec).joined(separator: ",") }
+    public var children: [Layer] { layers }
+    public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+    public var buffers: [(String, Tensor)] { layers.flatMap(\.buffers) }
+    public func outputShape(_ s: [Int]) throws -> [Int] { try layers.reduce(s) { try $1.outputShape($0) } }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try layers.reduce(x) { try $1.forward($0, ctx) } }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        // The lowest layer whose parameters (or whose inputs' producers') need gradients.
+        var lowest = layers.count
+        for (i, l) in layers.enumerated() where l.parameters.contains(where: { !$0.frozen }) { lowest = i; break }
+        if needInputGrad { lowest = 0 }
+        var g: Tensor? = dy
+        for i in stride(from: layers.count - 1, through: lowest, by: -1) {
+            guard let d = g else { return nil }
+            g = layers[i].backward(d, needInputGrad: i > lowest || needInputGrad, ctx)
+        }
+        return needInputGrad ? g : nil
+    }
+}
+
+/// y = relu(body(x) + shortcut(x)) (identity shortcut when nil; the ReLU when `postReLU`): the
+/// residual connection of He et al.'s basic block.
+public final class Residual: Layer {
+    public let name: String
+    public let body: Sequential, shortcut: Sequential?
+    public let postReLU: Bool
+    let tokenSpec: String
+    var y: Tensor?
+    public init(_ name: String, body: Sequential, shortcut: Sequential?, postReLU: Bool = true, spec: String) {
+        self.name = name; self.body = body; self.shortcut = shortcut; self.postReLU = postReLU; tokenSpec = spec
+    }
+    public var spec: String { tokenSpec }
+    public var children: [Layer] { [body] + (shortcut.map { [$0] } ?? []) }
+    public var parameters: [Parameter] { body.parameters + (shortcut?.parameters ?? []) }
+    public var buffers: [(String, Tensor)] { body.buffers + (shortcut?.buffers ?? []) }
+    public func outputShape(_ s: [Int]) throws -> [Int] {
+        let a = try body.outputShape(s), b = try shortcut?.outputShape(s) ?? s
+        guard a == b else { throw shapeError(self, "branch shapes \(shapeString(a)) and \(shapeString(b)) differ") }
+        return a
+    }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        let a = try body.forward(x, ctx), b = try shortcut?.forward(x, ctx) ?? x
+        guard a.shape == b.shape else { throw shapeError(self, "branch shapes \(shapeString(a.shape)) and \(shapeString(b.shape)) differ") }
+        let y = Tensor.f32(a.shape)
+        if postReLU { for i in 0..<a.count { y.f32[i] = max(a.f32[i] + b.f32[i], 0) } }
+        else { for i in 0..<a.count { y.f32[i] = a.f32[i] + b.f32[i] } }
+        if ctx.training { self.y = y }
+        return y
+    }
+    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
+        var d = dy
+        if postReLU, let y = y {
+            d = Tensor.f32(dy.shape)
+            Elementwise.reluBackward(dy.count, y: y.f32, dy: dy.f32, dx: d.f32)
+        }
+        let a = body.backward(d, needInputGrad: needInputGrad, ctx)
+        let b = shortcut.map { $0.backward(d, needInputGrad: needInputGrad, ctx) } ?? (needInputGrad ? d : nil)
+        guard needInputGrad, let ga = a, let gb = b else { return nil }
+        let dx = Tensor.f32(ga.shape)
+        for i in 0..<ga.count { dx.f32[i] = ga.f32[i] + gb.f32[i] }
+        return dx
+    }
+}

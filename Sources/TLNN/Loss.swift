@@ -1,0 +1,95 @@
+import Glibc
+import TLCore
+
+/// Losses: each returns the mean loss over the batch and its gradient with respect to the
+/// logits (or predictions), already divided by the batch size (or the total weight).
+public enum Loss {
+    /// Softmax cross-entropy with integer labels, optional label smoothing ε (the target puts
+    /// 1−ε on the label and ε/K on every class, PyTorch's definition) and per-class weights
+    /// (the mean is then Σ wᵢ·ℓᵢ / Σ wᵢ, as PyTorch does). Labels must be in 0..<K.
+    public static func crossEntropy(logits: Tensor, labels: [Int], smoothing: Float = 0, classWeights: [Float]? = nil) -> (Double, Tensor) {
+        let n = logits.shape[0], k = logits.shape[1]
+        precondition(labels.count == n)
+        let grad = Tensor.f32([n, k])
+        let lp = Tensor.f32([n, k])
+        Elementwise.logSoftmaxRows(rows: n, cols: k, x: logits.f32, y: lp.f32)
+        var total = 0.0, wsum = 0.0
+        for i in 0..<n {
+            let y = labels[i], w = Double(classWeights?[y] ?? 1)
+            let row = lp.f32 + i * k
+            var l = -(1 - Double(smoothing)) * Double(row[y])
+            if smoothing > 0 { var s = 0.0; for j in 0..<k { s += Double(row[j]) }; l -= Double(smoothing) / Double(k) * s }
+            total += w * l; wsum += w
+        }
+        let inv = Float(1 / max(wsum, 1e-30))
+        for i in 0..<n {
+            let y = labels[i], w = (classWeights?[y] ?? 1) * inv
+            let row = lp.f32 + i * k, g = grad.f32 + i * k
+            for j in 0..<k {
+                let target = (j == y ? 1 - smoothing : 0) + smoothing / Float(k)
+                g[j] = w * (expf(row[j]) - target)
+            }
+        }
+        return (total / max(wsum, 1e-30), grad)
+    }
+
+    /// Binary cross-entropy on logits z with targets t ∈ [0, 1], elementwise, mean over all
+    /// elements: max(z, 0) − z·t + log(1 + e^−|z|) (stable for any z).
+    public static func binaryCrossEntropy(logits: Tensor, targets: Tensor) -> (Double, Tensor) {
+        precondition(logits.shape == targets.shape)
+        let n = logits.count, grad = Tensor.f32(logits.shape)
+        var total = 0.0
+        for i in 0..<n {
+            let z = logits.f32[i], t = targets.f32[i]
+            total += Double(max(z, 0) - z * t + log1pf(expf(-abs(z))))
+            grad.f32[i] = (Elementwise.sigmoid(z) - t) / Float(n)
+        }
+        return (total / Double(n), grad)
+    }
+
+    /// Mean squared error, mean over all elements.
+    public static func mse(_ pred: Tensor, _ target: Tensor) -> (Double, Tensor) {
+        precondition(pred.shape == target.shape)
+        let n = pred.count, grad = Tensor.f32(pred.shape)
+        var total = 0.0
+        for i in 0..<n { let d = pred.f32[i] - target.f32[i]; total += Double(d * d); grad.f32[i] = 2 * d / Float(n) }
+        return (total / Double(n), grad)
+    }
+
+    /// Distillation (Hinton et al.; Learning without Forgetting): T² · KL(softmax(t/T) ‖ softmax(s/T)),
+    /// batch mean, gradient with respect to the student logits s. The T² keeps gradient sizes
+    /// comparable across temperatures.
+    public static func distillation(student: Tensor, teacher: Tensor, temperature T: Float) -> (Double, Tensor) {
+        precondition(student.shape == teacher.shape)
+        let n = student.shape[0], k = student.shape[1]
+        let ps = Tensor.f32([n, k]), pt = Tensor.f32([n, k]), ls = Tensor.f32([n, k]), lt = Tensor.f32([n, k])
+        let ss = Tensor.f32([n, k]), st = Tensor.f32([n, k])
+        for i in 0..<n * k { ss.f32[i] = student.f32[i] / T; st.f32[i] = teacher.f32[i] / T }
+        Elementwise.softmaxRows(rows: n, cols: k, x: ss.f32, y: ps.f32)
+        Elementwise.softmaxRows(rows: n, cols: k, x: st.f32, y: pt.f32)
+        Elementwise.logSoftmaxRows(rows: n, cols: k, x: ss.f32, y: ls.f32)
+        Elementwise.logSoftmaxRows(rows: n, cols: k, x: st.f32, y: lt.f32)
+        var total = 0.0
+        let grad = Tensor.f32([n, k])
+        for i in 0..<n * k {
+            if pt.f32[i] > 0 { total += Double(pt.f32[i]) * Double(lt.f32[i] - ls.f32[i]) }
+            grad.f32[i] = T * (ps.f32[i] - pt.f32[i]) / Float(n)   // T² · (1/T) · (p_s − p_t) / n
+        }
+        return (Double(T * T) * total / Double(n), grad)
+    }
+
+    /// Multiclass hinge (Weston–Watkins, the cs231n SVM): Σ_{j≠y} max(0, Δ + s_j − s_y), batch mean.
+    public static func multiclassHinge(logits: Tensor, labels: [Int], margin: Float = 1) -> (Double, Tensor) {
+        let n = logits.shape[0], k = logits.shape[1]
+        let grad = Tensor.f32([n, k])
+        var total = 0.0
+        for i in 0..<n {
+            let s = logits.f32 + i * k, g = grad.f32 + i * k, y = labels[i]
+            for j in 0..<k where j != y {
+                let m = margin + s[j] - s[y]
+                if m > 0 { total += Double(m); g[j] += 1 / Float(n); g[y] -= 1 / Float(n) }
+            }
+        }
+        return (total / Double(n), grad)
+    }
+}
