@@ -25,7 +25,7 @@ let cpuDefines: [CSetting] = []
 #endif
 let fastSwift: [SwiftSetting] = [.unsafeFlags(cpuFlags + ["-enforce-exclusivity=unchecked"])]
 
-let tools = ["tl-tensor"]
+let tools = ["tl-tensor", "tl-train"]
 
 let package = Package(
     name: "tl",

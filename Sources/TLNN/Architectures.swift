@@ -71,15 +71,16 @@ public enum Architectures {
             let parts = token.split(separator: "-").map(String.init)
             let head = parts[0]
             // suffix options
-            var pad: Int? = nil, stride = 1, groups = 1, bias = true
+            var pad: Int? = nil, strideOpt: Int? = nil, groups = 1, bias = true
             let options: ArraySlice<String> = parts.dropFirst(head.hasPrefix("conv") ? 2 : 1)
             for opt in options {
                 if opt == "nobias" { bias = false }
                 else if opt.hasPrefix("p"), let v = Int(opt.dropFirst()) { pad = v }
-                else if opt.hasPrefix("s"), let v = Int(opt.dropFirst()), v > 0 { stride = v }
+                else if opt.hasPrefix("s"), let v = Int(opt.dropFirst()), v > 0 { strideOpt = v }
                 else if opt.hasPrefix("g"), let v = Int(opt.dropFirst()), v > 0 { groups = v }
                 else { throw bad("unknown option '\(opt)'") }
             }
+            let stride = strideOpt ?? 1
             if head.hasPrefix("conv") {
                 let k = head.dropFirst(4).split(separator: "x").compactMap { Int($0) }
                 guard k.count == 2, k[0] == k[1], k[0] > 0, parts.count >= 2, let oc = Int(parts[1]), oc > 0 else { throw bad("write convKxK-C, e.g. conv3x3-32") }
@@ -92,7 +93,8 @@ public enum Architectures {
             } else if head.hasPrefix("maxpool") || head.hasPrefix("avgpool") {
                 guard let k = Int(head.dropFirst(7)), k > 0 else { throw bad("write maxpoolK, e.g. maxpool2") }
                 let name = next("pool")
-                try push(head.hasPrefix("max") ? MaxPool2d(name, kernel: k, stride: stride) as Layer : AvgPool2d(name, kernel: k, stride: stride))
+                let st = strideOpt ?? k
+                try push(head.hasPrefix("max") ? MaxPool2d(name, kernel: k, stride: st) as Layer : AvgPool2d(name, kernel: k, stride: st))
             } else if head == "gap" {
                 try push(GlobalAvgPool(next("gap")))
             } else if head == "flatten" {

@@ -31,8 +31,11 @@ extension Tensor {
         precondition(dtype == .f32, "expected an f32 tensor, got \(dtype.shortName)")
         return rawPointer.assumingMemoryBound(to: Float.self)
     }
-    /// A zero f32 tensor.
-    public static func f32(_ shape: [Int]) -> Tensor { try! Tensor(zeros: .f32, shape: shape) }
+    /// A zero f32 working tensor from the buffer pool (see `Storage(pooledZeroedBytes:)`).
+    public static func f32(_ shape: [Int]) -> Tensor {
+        let n = shape.reduce(1, *)
+        return Tensor(dtype: .f32, shape: shape, storage: Storage(pooledZeroedBytes: n * 4))
+    }
     public var floats: [Float] { Array(UnsafeBufferPointer(start: f32, count: count)) }
 }
 

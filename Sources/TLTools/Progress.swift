@@ -16,6 +16,8 @@ public final class Progress {
     let start = monotonicSeconds()
     var last = 0.0
     public private(set) var count = 0
+    /// Shown after the count and rate (e.g. "epoch 2/5, loss 0.4312").
+    public var detail = ""
     var shown = false
     let enabled: Bool
 
@@ -37,6 +39,7 @@ public final class Progress {
         if let t = total { s += "/\(t)" }
         s += " \(unit), \(human(rate)) \(unit)/s"
         if let t = total, rate > 0, count <= t { s += ", ETA \(clock(Double(t - count) / rate))" }
+        if !detail.isEmpty { s += ", " + detail }
         writeStderr(s + "\u{1B}[K")
         shown = true
     }
