@@ -10,7 +10,7 @@ SWIFT    ?= swift
 PORTABLE ?=
 export TL_PORTABLE := $(PORTABLE)
 
-TOOLS    := tl-tensor
+TOOLS    := tl-tensor tl-train
 RELEASE  := .build/release
 DEBUG    := .build/debug
 DATA     := examples/data/fashion-mnist
