@@ -47,7 +47,7 @@ let package = Package(
     ] + tools.map { .executableTarget(name: $0, dependencies: ["TLTools"], path: "Sources/\($0)") } + [
 
         // MARK: Benchmarks: kernel figures for `make bench` (not installed)
-        .executableTarget(name: "tl-bench", dependencies: ["TLCore"], path: "Tests/bench/swift", swiftSettings: fastSwift),
+        .executableTarget(name: "tl-bench", dependencies: ["TLCore", "TLNN"], path: "Tests/bench/swift", swiftSettings: fastSwift),
 
         // MARK: Tests
         .testTarget(name: "TLCoreTests", dependencies: ["TLCore"], swiftSettings: fastSwift),

@@ -31,3 +31,9 @@ echo
 echo "== 5. To NumPy: u8 pixels as f32 in an .npz that numpy.load reads"
 tl-tensor convert --dtype f32 "$O/train.tlt" "$O/train.npz"
 tl-tensor info "$O/train.npz"
+
+echo
+echo "== 6. Pretrain a small network (LeNet-5) on the training split; validate on the rest"
+tl-train --arch lenet5 --epochs 8 --optimizer adam --lr 0.002 --seed 1 --val "$O/test.tlt" --log "$O/lenet5.csv" "$O/train.tlt" -o "$O/lenet5.tlm"
+tl-tensor info "$O/lenet5.tlm" | sed -n '1p;3,$p'
+echo "per-epoch log: $O/lenet5.csv"

@@ -47,12 +47,13 @@ public final class Storage: @unchecked Sendable {
     /// Zeroed bytes for a short-lived working tensor (layer activations and gradients): taken
     /// from a pool of buffers that earlier tensors of the same size returned, so a training
     /// loop allocates its working memory once instead of mapping, faulting in and unmapping it
-    /// every batch (that took a sixth of training time). Zeroed with memset on reuse.
-    public init(pooledZeroedBytes byteCount: Int) {
+    /// every batch (that took a sixth of training time). Zeroed with memset on reuse, unless
+    /// `zero` is false (the caller overwrites every byte).
+    public init(pooledZeroedBytes byteCount: Int, zero: Bool = true) {
         precondition(byteCount >= 0)
         let size = BufferPool.roundUp(byteCount)
         if let p = BufferPool.shared.take(size) {
-            memset(p, 0, byteCount)
+            if zero { memset(p, 0, byteCount) }
             base = p
         } else {
             var p: UnsafeMutableRawPointer? = nil

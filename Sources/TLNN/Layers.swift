@@ -63,7 +63,7 @@ public final class Conv2d: Layer, Initializable {
     public let name: String
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, pad: Int, groups: Int
     public let weight: Parameter, bias: Parameter?
-    var x: Tensor?
+    var x: Tensor?, columns: Tensor?
     public init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
         self.name = name; self.inChannels = inChannels; self.outChannels = outChannels
         self.kernel = kernel; self.stride = stride; self.pad = pad; self.groups = groups
@@ -95,7 +95,10 @@ public final class Conv2d: Layer, Initializable {
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let g = try geometry(x.shape)
         let y = Tensor.f32([g.n, g.oc, g.oh, g.ow])
-        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, threads: ctx.threads)
+        // Training keeps the im2col matrices for backward (when the weights will need them).
+        let keep = ctx.training && !weight.frozen && Conv.columnCount(g) > 0
+        columns = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
+        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: columns?.f32, threads: ctx.threads)
         if ctx.training { self.x = x }
         return y
     }
@@ -104,7 +107,8 @@ public final class Conv2d: Layer, Initializable {
         let g = try! geometry(x.shape)
         let dx = needInputGrad ? Tensor.f32(x.shape) : nil
         Conv.backward(g, x: x.f32, weight: weight.v, dy: dy.f32, dx: dx?.f32, dweight: weight.frozen ? nil : weight.g,
-                      dbias: (bias?.frozen ?? true) ? nil : bias!.g, threads: ctx.threads)
+                      dbias: (bias?.frozen ?? true) ? nil : bias!.g, columns: columns.map { UnsafePointer($0.f32) }, threads: ctx.threads)
+        columns = nil
         return dx
     }
 }

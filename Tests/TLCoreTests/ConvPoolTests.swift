@@ -74,6 +74,22 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// Columns kept by forward give backward the same bits as recomputing them.
+    func testKeptColumnsMatchRecomputed() {
+        var g = ConvGeometry(n: 3, c: 4, h: 7, w: 6, oc: 6, kh: 3, kw: 3, stride: 2, pad: 1, groups: 2)
+        g.padBottom = 2
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1), w = randomFloats(g.oc * g.kdim, seed: 2)
+        let dy = randomFloats(g.n * g.oc * g.oh * g.ow, seed: 3)
+        var y = [Float](repeating: 0, count: dy.count), cols = [Float](repeating: .nan, count: Conv.columnCount(g))
+        Conv.forward(g, x: x, weight: w, bias: nil, y: &y, columns: &cols, threads: 2)
+        XCTAssertFalse(cols.contains { $0.isNaN })
+        var dx1 = [Float](repeating: 0, count: x.count), dw1 = [Float](repeating: 0, count: w.count)
+        var dx2 = dx1, dw2 = dw1
+        Conv.backward(g, x: x, weight: w, dy: dy, dx: &dx1, dweight: &dw1, dbias: nil, threads: 2)
+        Conv.backward(g, x: x, weight: w, dy: dy, dx: &dx2, dweight: &dw2, dbias: nil, columns: cols, threads: 2)
+        XCTAssertEqual(dx1, dx2); XCTAssertEqual(dw1, dw2)
+    }
+
     func testGeometryProblems() {
         XCTAssertNotNil(ConvGeometry(n: 1, c: 3, h: 5, w: 5, oc: 4, kh: 3, kw: 3, groups: 2).problem)
         XCTAssertNotNil(ConvGeometry(n: 1, c: 3, h: 2, w: 2, oc: 4, kh: 3, kw: 3).problem)

@@ -11,7 +11,7 @@ case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 export PATH=$BIN:$PATH
 OUT=$ROOT/Tests/bench/out
 mkdir -p "$OUT"
-SECTIONS=${*:-tensor kernels}
+SECTIONS=${*:-tensor kernels train}
 SHARED=$ROOT/../shared
 # Debian's python3 (where python3-torch lives) may differ from the python3 on PATH.
 SYSPY=/usr/bin/python3; [ -x $SYSPY ] || SYSPY=python3
@@ -114,6 +114,35 @@ PY
   else
     echo "  PyTorch: not installed (apt-get install python3-torch); no peer for the convolution figures"
   fi
+}
+
+bench_train() {
+  echo "== training from scratch (issue 4): tl-train beside PyTorch, same model, batch, data, 2 threads"
+  local D; D=$(fmnist_train)
+  tl-tensor stack "$D/train-images-idx3-ubyte.gz" "$D/train-labels-idx1-ubyte.gz" -o "$OUT/t60k.tlt"
+  tl-tensor head -n 20000 "$OUT/t60k.tlt" -o "$OUT/t20k.tlt"
+  tl-tensor head -n 4000 "$OUT/t60k.tlt" -o "$OUT/t4k.tlt"
+  local havetorch=0; $SYSPY -c 'import torch' 2>/dev/null && havetorch=1
+  [ $havetorch = 1 ] || echo "  PyTorch: not installed (apt-get install python3-torch); tl figures only"
+  printf "  %-10s %6s %14s %14s %7s %14s %14s %7s %12s %12s\n" arch batch "tl train/s" "torch train/s" ratio "tl infer/s" "torch infer/s" ratio "tl RSS MiB" "torch RSS"
+  for cfg in "lenet5 64 t20k 20000" "lenet5 256 t20k 20000" "cnn-small 64 t4k 4000" "cnn-small 256 t4k 4000"; do
+    set -- $cfg
+    local rss; rss=$(peak_rss_kb tl-train -q --threads 2 --arch "$1" --batch "$2" --epochs 1 --log "$OUT/log.csv" "$OUT/$3.tlt" -o "$OUT/m.tlm")
+    local tr; tr=$(tail -1 "$OUT/log.csv" | cut -d, -f7)
+    local inf; inf=$(tl-bench infer "$OUT/m.tlm" "$2" | cut -f2)
+    local ttr=- tinf=- trss=- r1=- r2=-
+    if [ $havetorch = 1 ]; then
+      read -r _ _ _ ttr tinf trss < <($SYSPY "$ROOT/Tests/bench/torch_train.py" "$D/train-images-idx3-ubyte.gz" "$D/train-labels-idx1-ubyte.gz" "$4" "$1" "$2")
+      r1=$(python3 -c "print(f'{$tr/$ttr:.2f}')"); r2=$(python3 -c "print(f'{$inf/$tinf:.2f}')")
+    fi
+    printf "  %-10s %6s %14.0f %14s %7s %14.0f %14s %7s %12s %12s\n" "$1" "$2" "$tr" "$ttr" "$r1" "$inf" "$tinf" "$r2" "$((rss / 1024))" "$trss"
+  done
+  # Peak memory does not grow with epochs.
+  local r1e r3e
+  r1e=$(peak_rss_kb tl-train -q --arch lenet5 --epochs 1 "$OUT/t4k.tlt" -o "$OUT/m.tlm")
+  r3e=$(peak_rss_kb tl-train -q --arch lenet5 --epochs 4 "$OUT/t4k.tlt" -o "$OUT/m.tlm")
+  echo "  lenet5 peak RSS: $((r1e / 1024)) MiB after 1 epoch, $((r3e / 1024)) MiB after 4"
+  rm -f "$OUT"/t60k.tlt "$OUT"/t20k.tlt "$OUT"/t4k.tlt "$OUT"/m.tlm
 }
 
 for s in $SECTIONS; do

@@ -59,9 +59,13 @@ public enum Conv {
     /// Partial sums of the weight gradient: a constant, so results do not depend on threads.
     static let weightPartials = 4
 
-    /// y = conv(x, weight) + bias. `bias` may be nil.
+    /// Floats of the column matrices of all images (what `columns` must hold).
+    public static func columnCount(_ g: ConvGeometry) -> Int { g.isPointwise || g.isDepthwise ? 0 : g.n * g.groups * g.kdim * g.oh * g.ow }
+
+    /// y = conv(x, weight) + bias. `bias` may be nil. With `columns` (of `columnCount(g)`
+    /// floats), the im2col matrices are kept there for `backward` to reuse (training).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               y: UnsafeMutablePointer<Float>, threads: Int = Threads.count) {
+                               y: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>? = nil, threads: Int = Threads.count) {
         precondition(g.problem == nil, "conv: \(g.problem!)")
         let inSize = g.c * g.h * g.w, outHW = g.oh * g.ow, outSize = g.oc * outHW
         if g.isDepthwise {
@@ -74,11 +78,13 @@ public enum Conv {
         }
         let perImageThreads = g.n >= threads ? 1 : threads
         let px = UnsafeSendable(x), pw = UnsafeSendable(weight), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
+        let pcols = UnsafeSendable(columns)
         Threads.parallelFor(g.n, threads: g.n >= threads ? threads : 1) { i in
             let xi = px.value + i * inSize, yi = py.value + i * outSize
             let col: UnsafePointer<Float>
             if g.isPointwise { col = xi } else {
-                let buf = Scratch.buffer(.columns, floats: g.groups * g.kdim * outHW)
+                let per = g.groups * g.kdim * outHW
+                let buf = pcols.value.map { $0 + i * per } ?? Scratch.buffer(.columns, floats: per)
                 for gi in 0..<g.groups { im2col(g, x: xi + gi * g.cg * g.h * g.w, col: buf + gi * g.kdim * outHW) }
                 col = UnsafePointer(buf)
             }
@@ -98,9 +104,10 @@ public enum Conv {
 
     /// Accumulates the gradients: dx += ∂L/∂x (if dx is given), dweight += ∂L/∂w, dbias += ∂L/∂b
     /// (if given), from dy = ∂L/∂y. Frozen layers pass dweight = nil and skip that work.
+    /// `columns`: the matrices a training `forward` kept, or nil to recompute them.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?,
-                                threads: Int = Threads.count) {
+                                columns: UnsafePointer<Float>? = nil, threads: Int = Threads.count) {
         precondition(g.problem == nil, "conv: \(g.problem!)")
         let inSize = g.c * g.h * g.w, outHW = g.oh * g.ow, outSize = g.oc * outHW
         if let db = dbias {
@@ -126,7 +133,7 @@ public enum Conv {
         let inner = g.n >= threads ? 1 : threads
         partial.withUnsafeMutableBufferPointer { pp in
             let px = UnsafeSendable(x), pw = UnsafeSendable(weight), pdy = UnsafeSendable(dy), pdx = UnsafeSendable(dx)
-            let ppart = UnsafeSendable(pp.baseAddress)
+            let ppart = UnsafeSendable(pp.baseAddress), pcols = UnsafeSendable(columns)
             Threads.parallelFor(parts, threads: g.n >= threads ? threads : 1) { part in
                 let i0 = part * g.n / parts, i1 = (part + 1) * g.n / parts
                 for i in i0..<i1 {
@@ -134,7 +141,9 @@ public enum Conv {
                     if let dwp = ppart.value {
                         let dwPart = dwp + part * wsize
                         let col: UnsafePointer<Float>
-                        if g.isPointwise { col = xi } else {
+                        if g.isPointwise { col = xi } else if let kept = pcols.value {
+                            col = kept + i * g.groups * g.kdim * outHW
+                        } else {
                             let buf = Scratch.buffer(.columns, floats: g.groups * g.kdim * outHW)
                             for gi in 0..<g.groups { im2col(g, x: xi + gi * g.cg * g.h * g.w, col: buf + gi * g.kdim * outHW) }
                             col = UnsafePointer(buf)

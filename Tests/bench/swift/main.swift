@@ -2,6 +2,7 @@
 // same process where one exists (OpenBLAS through dlopen). Prints; asserts nothing.
 import Glibc
 import TLCore
+import TLNN
 
 func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9 }
 func f1(_ x: Double) -> String { var b = [CChar](repeating: 0, count: 32); _ = withVaList([x]) { vsnprintf(&b, 32, "%.1f", $0) }; return String(cString: b) }
@@ -109,6 +110,17 @@ let quick = !what.contains("peak")
 let peak1 = quick ? 1 : fmaPeak(threads: 1), peak2 = quick ? 1 : fmaPeak(threads: 2)
 if !quick { print("peak\t\(f2(peak1))\t\(f2(peak2))"); print("FMA peak: \(f1(peak1)) GFLOP/s on 1 thread, \(f1(peak2)) on 2 (independent 8-wide FMA chains)") }
 if what.contains("blas-info") { print(SystemBLAS.load()?.description ?? "not found (apt-get install libopenblas0)") }
+if what.contains("infer") {
+    // infer MODEL BATCH: forward passes (evaluation mode) on random inputs, images/s.
+    let (net, _, _) = try! Network.load(args[1])
+    let batch = Int(args[2])!
+    let x = Tensor.f32([batch] + net.input.shape)
+    var r = RNG(seed: 1)
+    for i in 0..<x.count { x.f32[i] = r.uniform() }
+    let ctx = Context(training: false, threads: 2)
+    let t = best(minTime: 1) { _ = try! net.forward(x, ctx) }
+    print("infer\t\(f1(Double(batch) / t))")
+}
 if what.contains("gemm-tl") { rawGEMM("tl", nil) }
 if what.contains("gemm-blas") { rawGEMM("blas", blas) }
 if what.contains("conv") { benchConv() }
