@@ -32,9 +32,10 @@ extension Tensor {
         return rawPointer.assumingMemoryBound(to: Float.self)
     }
     /// A zero f32 working tensor from the buffer pool (see `Storage(pooledZeroedBytes:)`).
-    public static func f32(_ shape: [Int]) -> Tensor {
+    /// `zero: false` skips the memset for outputs a kernel overwrites entirely.
+    public static func f32(_ shape: [Int], zero: Bool = true) -> Tensor {
         let n = shape.reduce(1, *)
-        return Tensor(dtype: .f32, shape: shape, storage: Storage(pooledZeroedBytes: n * 4))
+        return Tensor(dtype: .f32, shape: shape, storage: Storage(pooledZeroedBytes: n * 4, zero: zero))
     }
     public var floats: [Float] { Array(UnsafeBufferPointer(start: f32, count: count)) }
 }

@@ -33,7 +33,7 @@ public final class Linear: Layer, Initializable {
     }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let n = try outputShape(x.shape)[0]
-        let y = Tensor.f32([n, outFeatures])
+        let y = Tensor.f32([n, outFeatures], zero: false)
         GEMM.sgemm(transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x.f32, lda: inFeatures,
                    b: weight.v, ldb: inFeatures, beta: 0, c: y.f32, ldc: outFeatures, threads: ctx.threads)
         Elementwise.addBias(rows: n, cols: outFeatures, bias: bias.v, y: y.f32)
@@ -50,7 +50,7 @@ public final class Linear: Layer, Initializable {
         }
         if !bias.frozen { Elementwise.columnSums(rows: n, cols: outFeatures, x: dy.f32, out: bias.g) }
         guard needInputGrad else { return nil }
-        let dx = Tensor.f32(x.shape)
+        let dx = Tensor.f32(x.shape, zero: false)
         GEMM.sgemm(transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, alpha: 1, a: dy.f32, lda: outFeatures,
                    b: weight.v, ldb: inFeatures, beta: 0, c: dx.f32, ldc: inFeatures, threads: ctx.threads)
         return dx
@@ -94,7 +94,7 @@ public final class Conv2d: Layer, Initializable {
     public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.oc, g.oh, g.ow] }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let g = try geometry(x.shape)
-        let y = Tensor.f32([g.n, g.oc, g.oh, g.ow])
+        let y = Tensor.f32([g.n, g.oc, g.oh, g.ow], zero: false)
         // Training keeps the im2col matrices for backward (when the weights will need them).
         let keep = ctx.training && !weight.frozen && Conv.columnCount(g) > 0
         columns = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
@@ -131,7 +131,7 @@ public final class MaxPool2d: Layer {
     public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.c, g.oh, g.ow] }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let g = try geometry(x.shape)
-        let y = Tensor.f32([g.n, g.c, g.oh, g.ow])
+        let y = Tensor.f32([g.n, g.c, g.oh, g.ow], zero: false)
         if ctx.training {
             if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
             argmax.withUnsafeMutableBufferPointer { Pool.maxForward(g, x: x.f32, y: y.f32, argmax: $0.baseAddress, threads: ctx.threads) }
@@ -165,7 +165,7 @@ public final class AvgPool2d: Layer {
     public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.c, g.oh, g.ow] }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let g = try geometry(x.shape)
-        let y = Tensor.f32([g.n, g.c, g.oh, g.ow])
+        let y = Tensor.f32([g.n, g.c, g.oh, g.ow], zero: false)
         Pool.avgForward(g, x: x.f32, y: y.f32, threads: ctx.threads)
         inShape = x.shape
         return y
@@ -190,7 +190,7 @@ public final class GlobalAvgPool: Layer {
     }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let o = try outputShape(x.shape)
-        let y = Tensor.f32(o)
+        let y = Tensor.f32(o, zero: false)
         Pool.globalAvgForward(planes: o[0] * o[1], size: x.shape[2] * x.shape[3], x: x.f32, y: y.f32)
         inShape = x.shape
         return y
@@ -234,7 +234,7 @@ public final class Activation: Layer {
     }
     public func outputShape(_ s: [Int]) throws -> [Int] { s }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
-        let y = Tensor.f32(x.shape), n = x.count
+        let y = Tensor.f32(x.shape, zero: false), n = x.count
         switch kind {
         case .relu: Elementwise.relu(n, x: x.f32, y: y.f32)
         case .leakyRelu(let s): Elementwise.leakyRelu(n, slope: s, x: x.f32, y: y.f32)
@@ -274,7 +274,7 @@ public final class Dropout: Layer {
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         guard ctx.training, p > 0 else { mask = nil; return x }
         var rng = RNG(seed: ctx.seed &+ ctx.step &* 0x9E37_79B9, stream: stream)
-        let m = Tensor.f32(x.shape), y = Tensor.f32(x.shape), keep = 1 / (1 - p)
+        let m = Tensor.f32(x.shape, zero: false), y = Tensor.f32(x.shape, zero: false), keep = 1 / (1 - p)
         for i in 0..<x.count { m.f32[i] = rng.uniform() < p ? 0 : keep; y.f32[i] = x.f32[i] * m.f32[i] }
         mask = m
         return y
@@ -282,7 +282,7 @@ public final class Dropout: Layer {
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
         guard needInputGrad else { return nil }
         guard let m = mask else { return dy }
-        let dx = Tensor.f32(dy.shape)
+        let dx = Tensor.f32(dy.shape, zero: false)
         for i in 0..<dy.count { dx.f32[i] = dy.f32[i] * m.f32[i] }
         return dx
     }
@@ -331,7 +331,7 @@ public final class BatchNorm: Layer {
             for j in 0..<c { mean[j] = runningMean.f32[j]; variance[j] = runningVar.f32[j] }
         }
         invstd = variance.map { 1 / ($0 + eps).squareRoot() }
-        let y = Tensor.f32(x.shape), xh = ctx.training ? Tensor.f32(x.shape) : nil
+        let y = Tensor.f32(x.shape, zero: false), xh = ctx.training ? Tensor.f32(x.shape, zero: false) : nil
         for i in 0..<n {
             for j in 0..<c {
                 let off = (i * c + j) * size, s = invstd[j], mu = mean[j], gm = weight.v[j], bt = bias.v[j]
@@ -360,7 +360,7 @@ public final class BatchNorm: Layer {
         if !weight.frozen { for j in 0..<c { weight.g[j] += Float(sdyx[j]) } }
         if !bias.frozen { for j in 0..<c { bias.g[j] += Float(sdy[j]) } }
         guard needInputGrad else { return nil }
-        let dx = Tensor.f32(dy.shape), m = Float(n * size)
+        let dx = Tensor.f32(dy.shape, zero: false), m = Float(n * size)
         for i in 0..<n { for j in 0..<c {
             let off = (i * c + j) * size, d = dy.f32 + off, h = xh.f32 + off, o = dx.f32 + off
             let k = weight.v[j] * invstd[j]
@@ -426,7 +426,7 @@ public final class Residual: Layer {
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let a = try body.forward(x, ctx), b = try shortcut?.forward(x, ctx) ?? x
         guard a.shape == b.shape else { throw shapeError(self, "branch shapes \(shapeString(a.shape)) and \(shapeString(b.shape)) differ") }
-        let y = Tensor.f32(a.shape)
+        let y = Tensor.f32(a.shape, zero: false)
         if postReLU { for i in 0..<a.count { y.f32[i] = max(a.f32[i] + b.f32[i], 0) } }
         else { for i in 0..<a.count { y.f32[i] = a.f32[i] + b.f32[i] } }
         if ctx.training { self.y = y }
@@ -441,7 +441,7 @@ public final class Residual: Layer {
         let a = body.backward(d, needInputGrad: needInputGrad, ctx)
         let b = shortcut.map { $0.backward(d, needInputGrad: needInputGrad, ctx) } ?? (needInputGrad ? d : nil)
         guard needInputGrad, let ga = a, let gb = b else { return nil }
-        let dx = Tensor.f32(ga.shape)
+        let dx = Tensor.f32(ga.shape, zero: false)
         for i in 0..<ga.count { dx.f32[i] = ga.f32[i] + gb.f32[i] }
         return dx
     }

@@ -50,9 +50,27 @@ public enum Pool {
         precondition(g.problem == nil, "pool: \(g.problem!)")
         let oh = g.oh, ow = g.ow, hw = g.h * g.w
         let px = UnsafeSendable(x), py = UnsafeSendable(y), pa = UnsafeSendable(argmax)
+        let simple2x2 = g.kh == 2 && g.kw == 2 && g.strideH == 2 && g.strideW == 2 && g.padTop == 0 && g.padLeft == 0 && !g.ceilMode
         Threads.parallelFor(g.n * g.c, threads: planeThreads(g, threads)) { p in
             let xs = px.value + p * hw, ys = py.value + p * oh * ow
             let am = pa.value.map { $0 + p * oh * ow }
+            if simple2x2 {
+                // The common case (every CNN here): no clipping, four candidates per output.
+                // Same winner rule as the general loop: the first maximum, NaN wins.
+                for r in 0..<oh {
+                    let r0 = xs + 2 * r * g.w, r1 = r0 + g.w
+                    for q in 0..<ow {
+                        var best = r0[2 * q], at = 2 * r * g.w + 2 * q
+                        @inline(__always) func visit(_ v: Float, _ i: Int) {
+                            if v > best || (v.isNaN && !best.isNaN) { best = v; at = i }
+                        }
+                        visit(r0[2 * q + 1], at + 1); visit(r1[2 * q], 2 * r * g.w + g.w + 2 * q); visit(r1[2 * q + 1], 2 * r * g.w + g.w + 2 * q + 1)
+                        ys[r * ow + q] = best
+                        am?[r * ow + q] = Int32(at)
+                    }
+                }
+                return
+            }
             for r in 0..<oh {
                 for q in 0..<ow {
                     let (r0, r1, q0, q1) = g.window(r, q)
