@@ -94,7 +94,7 @@ public enum Architectures {
                 guard let k = Int(head.dropFirst(7)), k > 0 else { throw bad("write maxpoolK, e.g. maxpool2") }
                 let name = next("pool")
                 let st = strideOpt ?? k
-                try push(head.hasPrefix("max") ? MaxPool2d(name, kernel: k, stride: st) as Layer : AvgPool2d(name, kernel: k, stride: st))
+                try push(Pool2d(name, head.hasPrefix("max") ? .max : .avg, kernel: k, stride: st))
             } else if head == "gap" {
                 try push(GlobalAvgPool(next("gap")))
             } else if head == "flatten" {

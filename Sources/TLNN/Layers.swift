@@ -115,13 +115,18 @@ public final class Conv2d: Layer, Initializable {
 
 // MARK: pooling and reshaping
 
-public final class MaxPool2d: Layer {
+/// Max or average pooling over [N, C, H, W], window and stride in pixels (no padding).
+public final class Pool2d: Layer {
+    public enum Kind: String { case max, avg }
     public let name: String
+    public let kind: Kind
     public let kernel: Int, stride: Int
     var argmax: [Int32] = []
     var inShape: [Int] = []
-    public init(_ name: String, kernel: Int, stride: Int? = nil) { self.name = name; self.kernel = kernel; self.stride = stride ?? kernel }
-    public var spec: String { stride == kernel ? "maxpool\(kernel)" : "maxpool\(kernel)-s\(stride)" }
+    public init(_ name: String, _ kind: Kind, kernel: Int, stride: Int? = nil) {
+        self.name = name; self.kind = kind; self.kernel = kernel; self.stride = stride ?? kernel
+    }
+    public var spec: String { "\(kind.rawValue)pool\(kernel)" + (stride == kernel ? "" : "-s\(stride)") }
     func geometry(_ s: [Int]) throws -> PoolGeometry {
         guard s.count == 4 else { throw shapeError(self, "expects [N, C, H, W], got \(shapeString(Array(s.dropFirst())))") }
         let g = PoolGeometry(n: s[0], c: s[1], h: s[2], w: s[3], kernel: kernel, stride: stride)
@@ -132,12 +137,13 @@ public final class MaxPool2d: Layer {
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let g = try geometry(x.shape)
         let y = Tensor.f32([g.n, g.c, g.oh, g.ow], zero: false)
-        if ctx.training {
+        inShape = x.shape
+        switch kind {
+        case .avg: Pool.avgForward(g, x: x.f32, y: y.f32, threads: ctx.threads)
+        case .max where ctx.training:
             if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
             argmax.withUnsafeMutableBufferPointer { Pool.maxForward(g, x: x.f32, y: y.f32, argmax: $0.baseAddress, threads: ctx.threads) }
-            inShape = x.shape
-        } else {
-            Pool.maxForward(g, x: x.f32, y: y.f32, argmax: nil, threads: ctx.threads)
+        case .max: Pool.maxForward(g, x: x.f32, y: y.f32, argmax: nil, threads: ctx.threads)
         }
         return y
     }
@@ -145,35 +151,10 @@ public final class MaxPool2d: Layer {
         guard needInputGrad else { return nil }
         let g = try! geometry(inShape)
         let dx = Tensor.f32(inShape)
-        argmax.withUnsafeBufferPointer { Pool.maxBackward(g, argmax: $0.baseAddress!, dy: dy.f32, dx: dx.f32, threads: ctx.threads) }
-        return dx
-    }
-}
-
-public final class AvgPool2d: Layer {
-    public let name: String
-    public let kernel: Int, stride: Int
-    var inShape: [Int] = []
-    public init(_ name: String, kernel: Int, stride: Int? = nil) { self.name = name; self.kernel = kernel; self.stride = stride ?? kernel }
-    public var spec: String { stride == kernel ? "avgpool\(kernel)" : "avgpool\(kernel)-s\(stride)" }
-    func geometry(_ s: [Int]) throws -> PoolGeometry {
-        guard s.count == 4 else { throw shapeError(self, "expects [N, C, H, W], got \(shapeString(Array(s.dropFirst())))") }
-        let g = PoolGeometry(n: s[0], c: s[1], h: s[2], w: s[3], kernel: kernel, stride: stride)
-        if let p = g.problem { throw shapeError(self, p) }
-        return g
-    }
-    public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.c, g.oh, g.ow] }
-    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
-        let g = try geometry(x.shape)
-        let y = Tensor.f32([g.n, g.c, g.oh, g.ow], zero: false)
-        Pool.avgForward(g, x: x.f32, y: y.f32, threads: ctx.threads)
-        inShape = x.shape
-        return y
-    }
-    public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
-        guard needInputGrad else { return nil }
-        let dx = Tensor.f32(inShape)
-        Pool.avgBackward(try! geometry(inShape), dy: dy.f32, dx: dx.f32, threads: ctx.threads)
+        switch kind {
+        case .avg: Pool.avgBackward(g, dy: dy.f32, dx: dx.f32, threads: ctx.threads)
+        case .max: argmax.withUnsafeBufferPointer { Pool.maxBackward(g, argmax: $0.baseAddress!, dy: dy.f32, dx: dx.f32, threads: ctx.threads) }
+        }
         return dx
     }
 }

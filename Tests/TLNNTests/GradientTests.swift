@@ -69,9 +69,9 @@ final class GradientTests: XCTestCase {
         try checkLayer(Conv2d("conv3", 3, 3, kernel: 3, pad: 1, groups: 3, bias: false), input: [2, 3, 5, 4])
     }
     func testPooling() throws {
-        try checkLayer(MaxPool2d("pool1", kernel: 2), input: [2, 2, 4, 6], distinct: true)
-        try checkLayer(MaxPool2d("pool2", kernel: 3, stride: 2), input: [1, 2, 7, 7], distinct: true)
-        try checkLayer(AvgPool2d("pool3", kernel: 2), input: [2, 3, 4, 4])
+        try checkLayer(Pool2d("pool1", .max, kernel: 2), input: [2, 2, 4, 6], distinct: true)
+        try checkLayer(Pool2d("pool2", .max, kernel: 3, stride: 2), input: [1, 2, 7, 7], distinct: true)
+        try checkLayer(Pool2d("pool3", .avg, kernel: 2), input: [2, 3, 4, 4])
         try checkLayer(GlobalAvgPool("gap1"), input: [2, 3, 3, 4])
         try checkLayer(Flatten("flatten"), input: [2, 3, 2, 2])
     }

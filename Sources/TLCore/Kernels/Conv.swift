@@ -44,6 +44,15 @@ public struct ConvGeometry: Equatable, Sendable {
     }
     public var isDepthwise: Bool { groups == c && oc == c && groups > 1 }
 
+    /// For kernel column j: the input column offset dj = j·dw − padLeft and the output columns
+    /// [lo, hi) whose input column ow·sw + dj lies inside the image (0 ≤ · < W).
+    @inline(__always) func columnSpan(_ j: Int) -> (Int, Int, Int) {
+        let dj = j * dilationW - padLeft
+        let lo = dj >= 0 ? 0 : min(ow, (-dj + strideW - 1) / strideW)
+        let hi = max(lo, min(ow, (w - dj + strideW - 1) / strideW))
+        return (dj, lo, hi)
+    }
+
     /// Why this geometry is invalid, or nil.
     public var problem: String? {
         if n < 0 || c <= 0 || h <= 0 || w <= 0 || oc <= 0 || kh <= 0 || kw <= 0 { return "sizes must be positive" }
@@ -188,10 +197,7 @@ public enum Conv {
             let plane = x + c * g.h * g.w
             for i in 0..<g.kh {
                 for j in 0..<g.kw {
-                    let dj = j * g.dilationW - g.padLeft
-                    // Valid output columns: 0 <= ow*sw + dj < W.
-                    let lo = dj >= 0 ? 0 : min(ow, (-dj + g.strideW - 1) / g.strideW)
-                    let hi = max(lo, min(ow, (g.w - dj + g.strideW - 1) / g.strideW))
+                    let (dj, lo, hi) = g.columnSpan(j)
                     for r in 0..<oh {
                         let ih = r * g.strideH - g.padTop + i * g.dilationH
                         let out = row + r * ow
@@ -217,9 +223,7 @@ public enum Conv {
             let plane = dx + c * g.h * g.w
             for i in 0..<g.kh {
                 for j in 0..<g.kw {
-                    let dj = j * g.dilationW - g.padLeft
-                    let lo = dj >= 0 ? 0 : min(ow, (-dj + g.strideW - 1) / g.strideW)
-                    let hi = max(lo, min(ow, (g.w - dj + g.strideW - 1) / g.strideW))
+                    let (dj, lo, hi) = g.columnSpan(j)
                     for r in 0..<oh {
                         let ih = r * g.strideH - g.padTop + i * g.dilationH
                         if ih < 0 || ih >= g.h { continue }
@@ -241,9 +245,7 @@ public enum Conv {
         for i in 0..<g.kh {
             for j in 0..<g.kw {
                 let wv = w[i * g.kw + j]
-                let dj = j * g.dilationW - g.padLeft
-                let lo = dj >= 0 ? 0 : min(ow, (-dj + g.strideW - 1) / g.strideW)
-                let hi = max(lo, min(ow, (g.w - dj + g.strideW - 1) / g.strideW))
+                let (dj, lo, hi) = g.columnSpan(j)
                 for r in 0..<oh {
                     let ih = r * g.strideH - g.padTop + i * g.dilationH
                     if ih < 0 || ih >= g.h { continue }
@@ -266,9 +268,7 @@ public enum Conv {
                 let xs = px.value + plane * hw, dys = pdy.value + plane * oh * ow
                 for i in 0..<g.kh {
                     for j in 0..<g.kw {
-                        let dj = j * g.dilationW - g.padLeft
-                        let lo = dj >= 0 ? 0 : min(ow, (-dj + g.strideW - 1) / g.strideW)
-                        let hi = max(lo, min(ow, (g.w - dj + g.strideW - 1) / g.strideW))
+                        let (dj, lo, hi) = g.columnSpan(j)
                         let wv = pw.value[c * khw + i * g.kw + j]
                         var s: Float = 0
                         for r in 0..<oh {
