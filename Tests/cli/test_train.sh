@@ -67,3 +67,10 @@ expect 64 "bad optimizer" -- tl-train --optimizer rmsprop "$T/ttr.tlt" -o "$T/ba
 expect 66 "missing input" -- tl-train "$T/none.tlt" -o "$T/bad.tlm"
 expect 64 "resume a finished run" -- tl-train -q --arch lenet5 --epochs 1 --seed 5 --batch 32 --resume "$T/ck.tlm" "$T/ttr.tlt" -o "$T/bad.tlm"
 expect 74 "model to /dev/full" -- bash -c "tl-train -q --arch mlp --epochs 1 '$T/tte.tlt' > /dev/full"
+# Malformed option values: usage errors (64) that name the option.
+for bad in "--val-split 2" "--augment rotate" "--label-smoothing 1" "--class-weights 1,2" "--schedule warm" "--epochs 0" "--lr -1" "--batch x"; do
+  expect 64 "tl-train $bad" -- tl-train $bad "$T/ttr.tlt" -o "$T/bad.tlm"
+  err_has "$(echo "$bad" | cut -d' ' -f1)" "tl-train $bad names the option"
+done
+[ ! -e "$T/bad.tlm" ] && ok || bad "no model after usage errors"
+expect 0 "balanced class weights" -- tl-train -q --arch mlp --epochs 1 --class-weights balanced --label-smoothing 0.1 "$T/tte.tlt" -o "$T/cw.tlm"
