@@ -92,6 +92,9 @@ public enum TrainTool {
         if outPath == "-" && isatty(1) == 1 { throw TLError.usage("refusing to write binary data to a terminal; redirect stdout or use -o FILE") }
 
         var data = try readLabeled(a.positionals[0], classes: nil)
+        if (cfg.cropPad > 0 || cfg.flip) && data.train.x.rank < 3 {
+            throw TLError.usage("--augment needs images ([N, H, W] or [N, C, H, W]); the input is \(shapeString(data.train.x.shape))")
+        }
         var val: LabeledData? = nil
         if let v = a.value("val") {
             guard !a.has("val-split") else { throw TLError.usage("give --val or --val-split, not both") }

@@ -74,3 +74,12 @@ for bad in "--val-split 2" "--augment rotate" "--label-smoothing 1" "--class-wei
 done
 [ ! -e "$T/bad.tlm" ] && ok || bad "no model after usage errors"
 expect 0 "balanced class weights" -- tl-train -q --arch mlp --epochs 1 --class-weights balanced --label-smoothing 0.1 "$T/tte.tlt" -o "$T/cw.tlm"
+# Augmentation needs images: feature rows are refused; an MLP trains on them.
+if python3 -c 'import numpy' 2>/dev/null; then
+  tl-tensor slice --names y,names "$T/tte.tlt" -o "$T/yonly.tlt"
+  python3 -c "import numpy as np; np.save('$T/feat.npy', np.random.default_rng(0).standard_normal((400, 16)).astype(np.float32))"
+  tl-tensor stack x="$T/feat.npy" "$T/yonly.tlt" -o "$T/feat.tlt" && ok || bad "feature rows stream"
+  expect 64 "augment on features" -- tl-train --augment flip --arch mlp "$T/feat.tlt" -o "$T/bad.tlm"
+  err_has "--augment needs images" "augment on features message"
+  expect 0 "mlp on feature rows" -- tl-train -q --arch mlp --epochs 1 "$T/feat.tlt" -o "$T/feat.tlm"
+else skipped "feature-row training tests: python3 with numpy is not installed"; fi
