@@ -78,7 +78,8 @@ final class GEMMTests: XCTestCase {
 
     /// Any thread count gives the same bits (each element is computed by one thread, same order).
     func testThreadCountDoesNotChangeBits() {
-        for (m, n, k, ta, tb) in [(200, 180, 300, false, false), (64, 520, 288, false, true), (300, 12, 400, true, false), (37, 1000, 129, true, true)] {
+        for (m, n, k, ta, tb) in [(200, 180, 300, false, false), (64, 520, 288, false, true), (300, 12, 400, true, false), (37, 1000, 129, true, true),
+                                  (301, 260, 450, false, false), (250, 300, 460, true, true)] {  // the last two: shared packed B
             let one = check(m, n, k, ta: ta, tb: tb, threads: 1)
             for t in [2, 3, 4] {
                 let many = check(m, n, k, ta: ta, tb: tb, threads: t)

@@ -72,6 +72,10 @@ public enum GEMM {
                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ overwrite: Bool, _ threads: Int) {
         let t = threads > 1 && m * n * k >= parallelThreshold ? threads : 1
         if t == 1 { serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite); return }
+        if m >= 2 * mc && n >= 2 * nr && m * n * k >= 1 << 25 {
+            sharedB(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite, t)
+            return
+        }
         let pa = UnsafeSendable(a), pb = UnsafeSendable(b), pc = UnsafeSendable(c)
         if n >= m {
             // Split columns, in multiples of NR.
@@ -110,7 +114,6 @@ public enum GEMM {
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ overwrite: Bool) {
         let bufB = Scratch.buffer(.packB, floats: kc * min(nc, (n + nr - 1) / nr * nr))
-        let bufA = Scratch.buffer(.packA, floats: min(mc, (m + mr - 1) / mr * mr) * kc)
         var jc = 0
         while jc < n {
             let ncb = min(nc, n - jc)
@@ -118,28 +121,69 @@ public enum GEMM {
             while pc < k {
                 let kcb = min(kc, k - pc)
                 packB(transB, b, ldb, row: pc, col: jc, kc: kcb, nc: ncb, into: bufB)
-                var ic = 0
-                while ic < m {
-                    let mcb = min(mc, m - ic)
-                    packA(transA, a, lda, row: ic, col: pc, mc: mcb, kc: kcb, into: bufA)
-                    var jr = 0
-                    while jr < ncb {
-                        let nrb = min(nr, ncb - jr)
-                        var ir = 0
-                        while ir < mcb {
-                            let mrb = min(mr, mcb - ir)
-                            let ct = c + (ic + ir) * ldc + jc + jr
-                            let store = overwrite && pc == 0
-                            if mrb == mr && nrb == nr {
-                                kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store)
-                            } else {
-                                edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store, mrb, nrb)
-                            }
-                            ir += mr
-                        }
-                        jr += nr
+                rowsTimesPackedB(transA, a, lda, rows: 0..<m, pc: pc, kcb: kcb, jc: jc, ncb: ncb, bufB, c, ldc, alpha, overwrite && pc == 0)
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// Rows `rows` of C[:, jc..<jc+ncb] (+)= α · op(A)[rows, pc..<pc+kcb] · B, B already packed.
+    @inline(__always)
+    static func rowsTimesPackedB(_ transA: Bool, _ a: UnsafePointer<Float>, _ lda: Int, rows: Range<Int>, pc: Int, kcb: Int,
+                                 jc: Int, ncb: Int, _ bufB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                                 _ alpha: Float, _ store: Bool) {
+        let bufA = Scratch.buffer(.packA, floats: min(mc, (rows.count + mr - 1) / mr * mr) * kc)
+        var ic = rows.lowerBound
+        while ic < rows.upperBound {
+            let mcb = min(mc, rows.upperBound - ic)
+            packA(transA, a, lda, row: ic, col: pc, mc: mcb, kc: kcb, into: bufA)
+            var jr = 0
+            while jr < ncb {
+                let nrb = min(nr, ncb - jr)
+                var ir = 0
+                while ir < mcb {
+                    let mrb = min(mr, mcb - ir)
+                    let ct = c + (ic + ir) * ldc + jc + jr
+                    if mrb == mr && nrb == nr {
+                        kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store)
+                    } else {
+                        edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store, mrb, nrb)
                     }
-                    ic += mc
+                    ir += mr
+                }
+                jr += nr
+            }
+            ic += mc
+        }
+    }
+
+    /// Large products on several threads: each (jc, pc) block of B is packed once, cooperatively,
+    /// and shared; each thread then multiplies its own contiguous range of rows (packing only its
+    /// part of A). Two barriers per block; the same operations per element as `serial`.
+    static func sharedB(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ overwrite: Bool, _ t: Int) {
+        let bufB = UnsafeSendable(Scratch.buffer(.packB, floats: kc * min(nc, (n + nr - 1) / nr * nr)))
+        let pa = UnsafeSendable(a), pb = UnsafeSendable(b), pcc = UnsafeSendable(c)
+        let per = ((m + t - 1) / t + mr - 1) / mr * mr
+        var jc = 0
+        while jc < n {
+            let ncb = min(nc, n - jc), panels = (ncb + nr - 1) / nr
+            var pc = 0
+            while pc < k {
+                let kcb = min(kc, k - pc), store = overwrite && pc == 0
+                Threads.parallelFor(t, threads: t) { i in
+                    let p0 = i * panels / t, p1 = (i + 1) * panels / t
+                    if p0 < p1 {
+                        packB(transB, pb.value, ldb, row: pc, col: jc + p0 * nr, kc: kcb, nc: min(ncb - p0 * nr, (p1 - p0) * nr), into: bufB.value + p0 * nr * kcb)
+                    }
+                }
+                Threads.parallelFor(t, threads: t) { i in
+                    let i0 = i * per, i1 = min(m, i0 + per)
+                    if i0 < i1 {
+                        rowsTimesPackedB(transA, pa.value, lda, rows: i0..<i1, pc: pc, kcb: kcb, jc: jc, ncb: ncb, bufB.value, pcc.value, ldc, alpha, store)
+                    }
                 }
                 pc += kc
             }
