@@ -215,6 +215,15 @@ public struct Tensor: @unchecked Sendable {
         return out
     }
 
+    /// Rows `idx` along axis 0, in that order, as a new tensor.
+    public func gathered(_ idx: [Int]) throws -> Tensor {
+        var s = shape; s[0] = idx.count
+        let out = try Tensor(zeros: dtype, shape: s)
+        let rb = rowBytes
+        for (k, i) in idx.enumerated() { (out.rawPointer + k * rb).copyMemory(from: rawPointer + i * rb, byteCount: rb) }
+        return out
+    }
+
     /// True when dtype, shape and bytes are the same.
     public func bitwiseEqual(_ o: Tensor) -> Bool {
         dtype == o.dtype && shape == o.shape && memcmp(rawPointer, o.rawPointer, byteCount) == 0

@@ -45,13 +45,7 @@ public struct LabeledData {
     public var count: Int { y.count }
 
     /// Rows `idx` as a contiguous raw tensor.
-    public func gather(_ idx: ArraySlice<Int>) -> Tensor {
-        var shape = x.shape; shape[0] = idx.count
-        let out = try! Tensor(zeros: x.dtype, shape: shape)
-        let rb = x.rowBytes
-        for (k, i) in idx.enumerated() { (out.rawPointer + k * rb).copyMemory(from: x.rawPointer + i * rb, byteCount: rb) }
-        return out
-    }
+    public func gather(_ idx: [Int]) -> Tensor { try! x.gathered(idx) }
 }
 
 /// Mini-batch training of a network with softmax cross-entropy. Deterministic: the shuffle of
@@ -89,7 +83,7 @@ public final class Trainer {
 
     /// One epoch. `onBatch(images, loss)` reports progress. Throws a data error on a NaN loss.
     public func trainEpoch(val: LabeledData?, onBatch: (Int, Double) -> Void) throws -> EpochStats {
-        let t0 = monotonic()
+        let t0 = monotonicSeconds()
         var rng = RNG(seed: config.seed, stream: 0x5EED_0000 &+ UInt64(epoch))
         let order = rng.permutation(data.count)
         var lossSum = 0.0, correct = 0, seen = 0
@@ -97,7 +91,7 @@ public final class Trainer {
         let params = net.parameters
         for b in 0..<stepsPerEpoch {
             let idx = order[(b * config.batch)..<min(data.count, (b + 1) * config.batch)]
-            var raw = data.gather(idx)
+            var raw = data.gather(Array(idx))
             if config.cropPad > 0 || config.flip { raw = augment(raw, step: step) }
             let x = try net.normalize(raw)
             let labels = idx.map { data.y[$0] }
@@ -118,7 +112,7 @@ public final class Trainer {
             step += 1
             onBatch(idx.count, loss)
         }
-        let dt = monotonic() - t0
+        let dt = monotonicSeconds() - t0
         var valAcc: Double? = nil
         if let v = val {
             let a = try accuracy(v)
@@ -177,8 +171,3 @@ public final class Trainer {
     }
 }
 
-func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}

@@ -1,11 +1,6 @@
 import Glibc
+import TLCore
 
-/// Seconds on the monotonic clock.
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 /// The progress line on stderr: count (of total), rate and ETA, redrawn at most 4 times a second.
 /// Shown when stderr is a terminal or `--progress` was given; never with `-q`.

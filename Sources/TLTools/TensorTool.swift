@@ -309,32 +309,15 @@ public enum TensorTool {
             guard target <= n else { throw TLError.usage("--count \(target) is more than the \(n) rows of '\(key)'") }
         }
         var rng = RNG(seed: try a.uint64("seed", default: 0))
-        let shuffle = !a.has("no-shuffle")
-        var firstRows: [Int]
+        var labels: [Int64]? = nil
         if a.has("stratify") {
             guard let y = set.tensors["y"], y.rows == n, y.rank == 1 else { throw TLError.data("--stratify needs a 1-D y with one label per row of '\(key)'", file: files[0]) }
-            var byClass: [Int64: [Int]] = [:]
-            for i in 0..<n {
+            labels = try (0..<n).map { i in
                 guard let c = y.int64(at: i) else { throw TLError.data("y[\(i)] is not an integer label", file: files[0]) }
-                byClass[c, default: []].append(i)
+                return c
             }
-            let classes = byClass.keys.sorted()
-            // Largest-remainder quotas so the parts hold exactly `target` rows.
-            let exact = classes.map { Double(byClass[$0]!.count) * Double(target) / Double(max(n, 1)) }
-            var quota = exact.map { Int($0) }
-            var left = target - quota.reduce(0, +)
-            for i in exact.indices.sorted(by: { (exact[$0] - Double(quota[$0]), -$0) > (exact[$1] - Double(quota[$1]), -$1) }) where left > 0 {
-                if quota[i] < byClass[classes[i]]!.count { quota[i] += 1; left -= 1 }
-            }
-            firstRows = []
-            for (ci, c) in classes.enumerated() {
-                var rows = byClass[c]!
-                if shuffle { rows = rng.permutation(rows.count).map { rows[$0] } }
-                firstRows += rows.prefix(quota[ci])
-            }
-        } else {
-            firstRows = shuffle ? Array(rng.permutation(n).prefix(target)) : Array(0..<target)
         }
+        let firstRows = chooseRows(count: n, target: target, labels: labels, shuffle: !a.has("no-shuffle"), rng: &rng)
         var inFirst = [Bool](repeating: false, count: n)
         for i in firstRows { inFirst[i] = true }
         let parts = [(0..<n).filter { inFirst[$0] }, (0..<n).filter { !inFirst[$0] }]
@@ -346,7 +329,7 @@ public enum TensorTool {
                 for name in set.names {
                     let t = set.tensors[name]!
                     if name != "names" && t.rank >= 1 && t.rows == n {
-                        try w.write(Record(name: name, tensor: try gather(t, rows), meta: set.recordMeta[name]))
+                        try w.write(Record(name: name, tensor: try t.gathered(rows), meta: set.recordMeta[name]))
                     } else {
                         try w.write(Record(name: name, tensor: t, meta: set.recordMeta[name]))
                     }
@@ -360,13 +343,27 @@ public enum TensorTool {
         Session.note("split \(n) rows: \(parts[0].count) to \(outs[0]), \(parts[1].count) to \(outs[1])")
     }
 
-    /// Rows `idx` of `t`, in that order.
-    public static func gather(_ t: Tensor, _ idx: [Int]) throws -> Tensor {
-        var s = t.shape; s[0] = idx.count
-        let out = try Tensor(zeros: t.dtype, shape: s)
-        let rb = t.rowBytes
-        for (k, i) in idx.enumerated() { (out.rawPointer + k * rb).copyMemory(from: t.rawPointer + i * rb, byteCount: rb) }
-        return out
+    /// `target` of the rows 0..<n, chosen at random (or the first ones without `shuffle`); with
+    /// `labels`, per class in proportion (largest-remainder quotas, so exactly `target` rows).
+    /// Shared by `tl-tensor split` and `tl-train --val-split`.
+    public static func chooseRows(count n: Int, target: Int, labels: [Int64]?, shuffle: Bool, rng: inout RNG) -> [Int] {
+        guard let y = labels else { return shuffle ? Array(rng.permutation(n).prefix(target)) : Array(0..<target) }
+        var byClass: [Int64: [Int]] = [:]
+        for i in 0..<n { byClass[y[i], default: []].append(i) }
+        let classes = byClass.keys.sorted()
+        let exact = classes.map { Double(byClass[$0]!.count) * Double(target) / Double(max(n, 1)) }
+        var quota = exact.map { Int($0) }
+        var left = target - quota.reduce(0, +)
+        for i in exact.indices.sorted(by: { (exact[$0] - Double(quota[$0]), -$0) > (exact[$1] - Double(quota[$1]), -$1) }) where left > 0 {
+            if quota[i] < byClass[classes[i]]!.count { quota[i] += 1; left -= 1 }
+        }
+        var rows: [Int] = []
+        for (ci, c) in classes.enumerated() {
+            var r = byClass[c]!
+            if shuffle { r = rng.permutation(r.count).map { r[$0] } }
+            rows += r.prefix(quota[ci])
+        }
+        return rows
     }
 
     // MARK: convert

@@ -231,20 +231,14 @@ public enum TrainTool {
         return InputSpec(shape: shape, scale: scale, mean: mean, std: std)
     }
 
-    /// A seeded, stratified hold-out split.
+    /// A seeded, stratified hold-out split: `ratio` of the rows (rounded) for validation.
     static func split(_ d: LabeledData, ratio: Double, seed: UInt64) -> (LabeledData, LabeledData) {
         var rng = RNG(seed: seed, stream: 0x5917)
-        var byClass: [Int: [Int]] = [:]
-        for (i, y) in d.y.enumerated() { byClass[y, default: []].append(i) }
-        var tr: [Int] = [], va: [Int] = []
-        for k in byClass.keys.sorted() {
-            var idx = byClass[k]!
-            let p = rng.permutation(idx.count); idx = p.map { idx[$0] }
-            let nv = Int((Double(idx.count) * ratio).rounded())
-            va += idx[..<nv]; tr += idx[nv...]
-        }
-        tr.sort(); va.sort()
-        return (LabeledData(x: d.gather(tr[...]), y: tr.map { d.y[$0] }), LabeledData(x: d.gather(va[...]), y: va.map { d.y[$0] }))
+        let nv = Int((ratio * Double(d.count)).rounded())
+        var inVal = [Bool](repeating: false, count: d.count)
+        for i in TensorTool.chooseRows(count: d.count, target: nv, labels: d.y.map { Int64($0) }, shuffle: true, rng: &rng) { inVal[i] = true }
+        let tr = (0..<d.count).filter { !inVal[$0] }, va = (0..<d.count).filter { inVal[$0] }
+        return (LabeledData(x: d.gather(tr), y: tr.map { d.y[$0] }), LabeledData(x: d.gather(va), y: va.map { d.y[$0] }))
     }
 
     static func classWeights(_ s: String, _ d: Data) throws -> [Float] {

@@ -36,6 +36,13 @@ public enum Threads {
     }
 }
 
+/// Seconds on the monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 /// Wraps a value that the caller promises is safe to share across the threads of a
 /// `parallelFor` (pointers into disjoint regions, or read-only data).
 public struct UnsafeSendable<T>: @unchecked Sendable {

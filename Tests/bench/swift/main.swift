@@ -4,7 +4,6 @@ import Glibc
 import TLCore
 import TLNN
 
-func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9 }
 func f1(_ x: Double) -> String { var b = [CChar](repeating: 0, count: 32); _ = withVaList([x]) { vsnprintf(&b, 32, "%.1f", $0) }; return String(cString: b) }
 func f2(_ x: Double) -> String { var b = [CChar](repeating: 0, count: 32); _ = withVaList([x]) { vsnprintf(&b, 32, "%.2f", $0) }; return String(cString: b) }
 func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
@@ -15,7 +14,7 @@ func best(minTime: Double = 0.3, _ body: () -> Void) -> Double {
     body()
     var b = Double.infinity, total = 0.0, n = 0
     while total < minTime || n < 3 {
-        let t = now(); body(); let d = now() - t
+        let t = monotonicSeconds(); body(); let d = monotonicSeconds() - t
         b = min(b, d); total += d; n += 1
     }
     return b
