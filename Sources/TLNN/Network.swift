@@ -20,6 +20,13 @@ public struct InputSpec: Equatable, Sendable {
             throw TLError.data("model input description is incomplete")
         }
         shape = s; scale = Float(j["scale"]?.number ?? 1); mean = m.map { Float($0) }; std = d.map { Float($0) }
+        // A model file is input like any other: check what `normalize` will index and divide by.
+        let c = shape.count == 3 ? shape[0] : 1
+        guard shape.allSatisfy({ $0 > 0 }), scale.isFinite,
+              [1, c].contains(mean.count), [1, c].contains(std.count),
+              mean.allSatisfy({ $0.isFinite }), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw TLError.data("model input description is inconsistent: shape \(s), \(m.count) means and \(d.count) standard deviations (1 or \(c) positive ones needed)")
+        }
     }
 }
 

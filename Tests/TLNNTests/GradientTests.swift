@@ -143,3 +143,19 @@ final class GradientTests: XCTestCase {
 extension RNG {
     func permutationCopy(_ n: Int) -> [Int] { var r = self; return r.permutation(n) }
 }
+
+final class ModelFileTests: XCTestCase {
+    /// A model's input description is checked on load: normalize must never index or divide badly.
+    func testInputSpecRejectsInconsistentNormalization() throws {
+        func spec(_ shape: [Int], _ mean: [Double], _ std: [Double]) -> JSON {
+            ["shape": .array(shape.map { .number(Double($0)) }), "scale": 1,
+             "mean": .array(mean.map { .number($0) }), "std": .array(std.map { .number($0) })]
+        }
+        XCTAssertNoThrow(try InputSpec(json: spec([3, 8, 8], [0.1, 0.2, 0.3], [1, 1, 1])))
+        XCTAssertNoThrow(try InputSpec(json: spec([16], [0], [2])))
+        for bad in [spec([3, 8, 8], [0.1, 0.2], [1]), spec([1, 8, 8], [0], [0]), spec([1, 8, 8], [0], [-1]),
+                    spec([0, 8, 8], [0], [1]), spec([2, 4, 4], [0], [1, 1, 1])] {
+            XCTAssertThrowsError(try InputSpec(json: bad)) { XCTAssertEqual(($0 as? TLError)?.kind, .data) }
+        }
+    }
+}
