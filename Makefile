@@ -10,7 +10,7 @@ SWIFT    ?= swift
 PORTABLE ?=
 export TL_PORTABLE := $(PORTABLE)
 
-TOOLS    := tl-tensor tl-train
+TOOLS    := tl-tensor tl-train tl-extract tl-eval
 RELEASE  := .build/release
 DEBUG    := .build/debug
 DATA     := examples/data/fashion-mnist

@@ -29,7 +29,7 @@ let cpuDefines: [CSetting] = []
 let fastSwift: [SwiftSetting] = [.unsafeFlags(cpuFlags + ["-enforce-exclusivity=unchecked"]),
                                  .unsafeFlags(["-O"], .when(configuration: .debug))]
 
-let tools = ["tl-tensor", "tl-train"]
+let tools = ["tl-tensor", "tl-train", "tl-extract", "tl-eval"]
 
 let package = Package(
     name: "tl",
@@ -44,18 +44,22 @@ let package = Package(
         // MARK: Networks: layers with explicit forward/backward, losses, optimizers, model files
         .target(name: "TLNN", dependencies: ["TLCore"], swiftSettings: fastSwift),
 
+        // MARK: Methods: the transfer methods the commands share (linear probe, extraction, metrics, ...)
+        .target(name: "TLMethods", dependencies: ["TLCore", "TLNN"], swiftSettings: fastSwift),
+
         // MARK: Tools: flag parsing, diagnostics, exit codes, progress, one file per command
-        .target(name: "TLTools", dependencies: ["TLCore", "TLNN"], swiftSettings: fastSwift),
+        .target(name: "TLTools", dependencies: ["TLCore", "TLNN", "TLMethods"], swiftSettings: fastSwift),
 
         // MARK: Commands: main.swift only
     ] + tools.map { .executableTarget(name: $0, dependencies: ["TLTools"], path: "Sources/\($0)") } + [
 
         // MARK: Benchmarks: kernel figures for `make bench` (not installed)
-        .executableTarget(name: "tl-bench", dependencies: ["TLCore", "TLNN"], path: "Tests/bench/swift", swiftSettings: fastSwift),
+        .executableTarget(name: "tl-bench", dependencies: ["TLCore", "TLNN", "TLMethods"], path: "Tests/bench/swift", swiftSettings: fastSwift),
 
         // MARK: Tests
         .testTarget(name: "TLCoreTests", dependencies: ["TLCore"], swiftSettings: fastSwift),
         .testTarget(name: "TLNNTests", dependencies: ["TLNN"], swiftSettings: fastSwift),
+        .testTarget(name: "TLMethodsTests", dependencies: ["TLMethods"], swiftSettings: fastSwift),
         .testTarget(name: "TLToolsTests", dependencies: ["TLTools"], swiftSettings: fastSwift),
     ],
     swiftLanguageModes: [.v5]

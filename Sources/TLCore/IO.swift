@@ -158,6 +158,17 @@ public final class MappedFile: @unchecked Sendable {
     deinit { if size == 0 { base.deallocate() } else { munmap(base, size) } }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// Lets the kernel drop the resident pages wholly inside [p, p + count): a consumer that has
+    /// finished with part of a large mapped tensor keeps its memory bounded. Reading the bytes
+    /// again maps them in again from the file; bytes written through the mapping would be lost,
+    /// so call this only on ranges nobody wrote to.
+    public func release(_ p: UnsafeRawPointer, count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (Int(bitPattern: p) + page - 1) / page * page, hi = (Int(bitPattern: p) + count) / page * page
+        guard hi > lo, lo >= Int(bitPattern: base), hi <= Int(bitPattern: base) + size else { return }
+        madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED)
+    }
 }
 
 /// An input named on the command line: a path, or "-" for standard input.

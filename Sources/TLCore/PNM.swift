@@ -126,6 +126,9 @@ public final class PNMReader: RecordReader {
     let files: [String]
     var cursor = 0
     var first: (c: Int, h: Int, w: Int, dtype: DType)?
+    /// Require every image to have the first one's size and type (one tensor). Consumers that
+    /// handle each image on its own (tl-extract resizes them) turn this off.
+    public var uniform = true
 
     public init(files: [String], name: String) throws {
         guard !files.isEmpty else { throw TLError(.noInput, "no .pgm/.ppm images found", file: name) }
@@ -139,7 +142,7 @@ public final class PNMReader: RecordReader {
         let bytes = try input.reader().readToEnd(limit: 1 << 30)
         let (t, maxval) = try PNM.decode(bytes, file: f)
         let s = (t.shape[1], t.shape[2], t.shape[3], t.dtype)
-        if let p = first, p != s {
+        if uniform, let p = first, p != s {
             throw TLError.data("image is \(s.0)x\(s.1)x\(s.2) \(s.3.shortName) but \(files[0]) is \(p.c)x\(p.h)x\(p.w) \(p.dtype.shortName)", file: f)
         }
         first = s

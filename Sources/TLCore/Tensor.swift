@@ -64,6 +64,12 @@ public final class Storage: @unchecked Sendable {
         self.byteCount = byteCount; owner = nil; mapped = false; pooled = true
     }
 
+    /// For a tensor viewing a mapped file: drop the resident pages of bytes [offset, offset +
+    /// count) of this storage (see `MappedFile.release`). A no-op for memory the process owns.
+    public func releaseMappedPages(offset: Int, count: Int) {
+        (owner as? MappedFile)?.release(base + offset, count: count)
+    }
+
     /// Views memory owned by `owner` (for example a mapped file) without copying.
     public init(borrowing base: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
         self.base = base; self.byteCount = byteCount; self.owner = owner; self.mapped = false

@@ -78,7 +78,7 @@ extension Layer {
 }
 
 /// Per-sample element count of a shape (all axes but the first).
-@inline(__always) func perSample(_ s: [Int]) -> Int { s.dropFirst().reduce(1, *) }
+@inline(__always) public func perSample(_ s: [Int]) -> Int { s.dropFirst().reduce(1, *) }
 
 func shapeError(_ layer: Layer, _ what: String) -> TLError {
     TLError.data("layer \(layer.name) (\(layer.spec)): \(what)")

@@ -78,6 +78,28 @@ public enum Loss {
         return (Double(T * T) * total / Double(n), grad)
     }
 
+    /// One-vs-rest squared hinge, the L2-loss linear SVM (liblinear's default, scikit-learn's
+    /// LinearSVC): for each class j, target t = +1 if j is the label else −1, loss
+    /// Σⱼ max(0, 1 − t·sⱼ)². Class weights scale each sample's loss; the mean is Σ wᵢℓᵢ / Σ wᵢ.
+    public static func squaredHinge(logits: Tensor, labels: [Int], classWeights: [Float]? = nil) -> (Double, Tensor) {
+        let n = logits.shape[0], k = logits.shape[1]
+        precondition(labels.count == n)
+        let grad = Tensor.f32([n, k])
+        var total = 0.0, wsum = 0.0
+        for i in 0..<n { wsum += Double(classWeights?[labels[i]] ?? 1) }
+        let inv = Float(1 / max(wsum, 1e-30))
+        for i in 0..<n {
+            let s = logits.f32 + i * k, g = grad.f32 + i * k, y = labels[i], w = classWeights?[y] ?? 1
+            var l = 0.0
+            for j in 0..<k {
+                let t: Float = j == y ? 1 : -1, m = 1 - t * s[j]
+                if m > 0 { l += Double(m * m); g[j] = -2 * t * m * w * inv }
+            }
+            total += Double(w) * l
+        }
+        return (total / max(wsum, 1e-30), grad)
+    }
+
     /// Multiclass hinge (Weston–Watkins, the cs231n SVM): Σ_{j≠y} max(0, Δ + s_j − s_y), batch mean.
     public static func multiclassHinge(logits: Tensor, labels: [Int], margin: Float = 1) -> (Double, Tensor) {
         let n = logits.shape[0], k = logits.shape[1]

@@ -10,6 +10,12 @@ public struct InputSpec: Equatable, Sendable {
     public init(shape: [Int], scale: Float = 1, mean: [Float] = [0], std: [Float] = [1]) {
         self.shape = shape; self.scale = scale; self.mean = mean; self.std = std
     }
+    /// Normalization groups: C for images [C, H, W], D for feature vectors [D] (so a linear
+    /// classifier can standardize each feature), 1 otherwise. `mean` and `std` hold 1 or this
+    /// many values.
+    public var channels: Int { InputSpec.channels(shape) }
+    static func channels(_ shape: [Int]) -> Int { shape.count == 3 || shape.count == 1 ? shape[0] : 1 }
+
     var json: JSON {
         ["shape": .array(shape.map { .number(Double($0)) }), "scale": .number(Double(scale)),
          "mean": .array(mean.map { .number(Double($0)) }), "std": .array(std.map { .number(Double($0)) })]
@@ -21,12 +27,71 @@ public struct InputSpec: Equatable, Sendable {
         }
         shape = s; scale = Float(j["scale"]?.number ?? 1); mean = m.map { Float($0) }; std = d.map { Float($0) }
         // A model file is input like any other: check what `normalize` will index and divide by.
-        let c = shape.count == 3 ? shape[0] : 1
+        let c = InputSpec.channels(s)
         guard shape.allSatisfy({ $0 > 0 }), scale.isFinite,
               [1, c].contains(mean.count), [1, c].contains(std.count),
               mean.allSatisfy({ $0.isFinite }), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw TLError.data("model input description is inconsistent: shape \(s), \(m.count) means and \(d.count) standard deviations (1 or \(c) positive ones needed)")
         }
+    }
+}
+
+extension InputSpec {
+    /// The input description for training data `x` [N, ...]: per-sample shape (gray [H, W]
+    /// gains a channel axis), u8 scaled to [0, 1], and the mean and standard deviation of each
+    /// normalization group: per channel for images; for feature vectors [D] one group when
+    /// `perFeature` is false (a network's input), one per feature when true (standardization).
+    /// With `standardize` false, mean 0 and std 1.
+    public static func fitted(to x: Tensor, perFeature: Bool = false, standardize: Bool = true) throws -> InputSpec {
+        var shape = Array(x.shape.dropFirst())
+        if shape.count == 2 { shape.insert(1, at: 0) }
+        let scale: Float = x.dtype == .u8 ? 1 / 255 : 1
+        guard standardize else { return InputSpec(shape: shape, scale: scale) }
+        let groups = shape.count == 3 || (shape.count == 1 && perFeature) ? shape[0] : 1
+        var acc = MomentAccumulator(groups: groups, plane: shape.reduce(1, *) / groups, scale: scale)
+        try acc.add(x)
+        let (mean, std) = acc.result()
+        return InputSpec(shape: shape, scale: scale, mean: mean, std: std)
+    }
+}
+
+/// Per-group mean and standard deviation over rows that arrive in pieces (one pass, Double
+/// sums shifted by the first row's value of each group, so large means do not cancel).
+public struct MomentAccumulator {
+    public let groups: Int, plane: Int, scale: Float
+    var shift: [Double]? = nil
+    var sum: [Double], sum2: [Double]
+    var count = 0
+    public init(groups: Int, plane: Int, scale: Float = 1) {
+        self.groups = groups; self.plane = plane; self.scale = scale
+        sum = [Double](repeating: 0, count: groups); sum2 = sum
+    }
+    /// Adds rows [n, groups·plane] of any numeric dtype (scaled by `scale`).
+    public mutating func add(_ raw: Tensor) throws {
+        let per = groups * plane
+        guard raw.rank >= 1, perSample(raw.shape) == per else { throw TLError.data("rows of \(perSample(raw.shape)) values; expected \(per)") }
+        let f = try raw.converted(to: .f32)
+        if shift == nil, raw.rows > 0 { shift = (0..<groups).map { Double(f.f32[$0 * plane] * scale) } }
+        guard let sh = shift else { return }
+        for i in 0..<raw.rows {
+            for g in 0..<groups {
+                let p = f.f32 + i * per + g * plane, c = sh[g]
+                var s = 0.0, s2 = 0.0
+                for q in 0..<plane { let v = Double(p[q] * scale) - c; s += v; s2 += v * v }
+                sum[g] += s; sum2[g] += s2
+            }
+        }
+        count += raw.rows
+    }
+    /// (mean, std) per group; std is the population standard deviation, at least 1e-6.
+    public func result() -> ([Float], [Float]) {
+        let n = Double(max(count * plane, 1)), sh = shift ?? [Double](repeating: 0, count: groups)
+        var mean = [Float](repeating: 0, count: groups), std = mean
+        for g in 0..<groups {
+            let m = sum[g] / n
+            mean[g] = Float(sh[g] + m); std[g] = Float(max((sum2[g] / n - m * m).squareRoot(), 1e-6))
+        }
+        return (mean, std)
     }
 }
 
@@ -61,9 +126,9 @@ public final class Network {
     /// Logits for a normalized batch [N, ...input.shape].
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try body.forward(x, ctx) }
 
-    /// Raw data (any numeric dtype, [N, ...]) to the normalized f32 batch the network expects.
-    /// Any per-sample shape with the right element count in C order is accepted (gray
-    /// [N, H, W] for a [1, H, W] input).
+    /// Raw data (any numeric dtype, [N, ...]) to the normalized f32 batch the network expects:
+    /// x = (raw·scale − mean[c]) / std[c]. Any per-sample shape with the right element count in
+    /// C order is accepted (gray [N, H, W] for a [1, H, W] input, flattened rows).
     public func normalize(_ raw: Tensor) throws -> Tensor {
         let per = input.shape.reduce(1, *)
         guard raw.rank >= 1, perSample(raw.shape) == per else {
@@ -71,17 +136,49 @@ public final class Network {
         }
         let n = raw.rows
         let f = try raw.converted(to: .f32)
-        let out = Tensor.f32([n] + input.shape)
-        let c = input.shape.count == 3 ? input.shape[0] : 1, plane = per / c
+        let out = Tensor.f32([n] + input.shape, zero: false)
+        let c = input.channels, plane = per / c
+        var a = [Float](repeating: 0, count: c), b = a
         for ch in 0..<c {
             let m = input.mean[input.mean.count == 1 ? 0 : ch], s = input.std[input.std.count == 1 ? 0 : ch]
-            let a = input.scale / s, b = -m / s
-            for i in 0..<n {
-                let src = f.f32 + i * per + ch * plane, dst = out.f32 + i * per + ch * plane
-                for q in 0..<plane { dst[q] = src[q] * a + b }
+            a[ch] = input.scale / s; b[ch] = -m / s
+        }
+        for i in 0..<n {
+            for ch in 0..<c {
+                let src = f.f32 + i * per + ch * plane, dst = out.f32 + i * per + ch * plane, ac = a[ch], bc = b[ch]
+                for q in 0..<plane { dst[q] = src[q] * ac + bc }
             }
         }
         return out
+    }
+
+    /// Raw inputs as a user has them, made into the normalized batch the network expects: for an
+    /// image network [C, H, W], gray images gain channels (copies of the plane), RGB becomes
+    /// gray (BT.601 luma) for a one-channel network, and images of another size are resized
+    /// (bilinear, half-pixel centers); then `normalize`. Inputs that already have the
+    /// network's shape (or its element count per row) go straight to `normalize`.
+    public func prepare(_ raw: Tensor, threads: Int = Threads.count) throws -> Tensor {
+        guard input.shape.count == 3, raw.rank == 3 || raw.rank == 4 else { return try normalize(raw) }
+        let (C, H, W) = (input.shape[0], input.shape[1], input.shape[2])
+        let n = raw.rows
+        let (c, h, w) = raw.rank == 3 ? (1, raw.shape[1], raw.shape[2]) : (raw.shape[1], raw.shape[2], raw.shape[3])
+        if c == C && h == H && w == W { return try normalize(raw) }
+        guard c == C || c == 1 || (c == 3 && C == 1) else {
+            throw TLError.data("images have \(c) channels; the network takes \(C), and only gray to \(C) or RGB to gray can be converted")
+        }
+        guard h > 0 && w > 0 else { throw TLError.data("images of size \(h)x\(w) cannot be resized") }
+        var f = try raw.converted(to: .f32).reshaped([n, c, h, w])
+        if c != C {
+            let t = Tensor.f32([n, C, h, w], zero: false)
+            Resize.channels(n: n, from: c, to: C, size: h * w, x: f.f32, y: t.f32)
+            f = t
+        }
+        if h != H || w != W {
+            let t = Tensor.f32([n, C, H, W], zero: false)
+            Resize.bilinear(planes: n * C, h: h, w: w, oh: H, ow: W, x: f.f32, y: t.f32, threads: threads)
+            f = t
+        }
+        return try normalize(f)
     }
 
     /// The layer named `name` anywhere in the network (`conv1`, `block2.conv1`).
@@ -103,6 +200,59 @@ public final class Network {
             out.append((l.name, l.spec, Array(shape.dropFirst())))
         }
         return out
+    }
+
+    // MARK: running part of the network
+
+    /// Where a partial forward pass stops: after the first `end` top-level layers. `layer` is
+    /// the layer the user named (or the default), `activation` the activation layer that
+    /// follows it and was included, `shape` the per-sample output shape.
+    public struct Cut: Equatable {
+        public let end: Int
+        public let layer: String
+        public let activation: String?
+        public let shape: [Int]
+    }
+
+    /// The cut for `--layer NAME`: the output of that top-level layer, followed by the
+    /// activation right after it when `activation` is true (codes are taken after the ReLU that
+    /// follows them in training, as in the cs231n recipe). Without a name: the layer before the
+    /// classifier (the last layer, which must be Linear), with its activation.
+    public func cut(layer name: String?, activation: Bool) throws -> Cut {
+        let layers = body.layers
+        var index: Int
+        if let name = name {
+            guard let i = layers.firstIndex(where: { $0.name == name }) else {
+                if let inner = self.layer(name), let top = layers.first(where: { l in contains(l, inner) }) {
+                    throw TLError.usage("layer '\(name)' is inside '\(top.name)'; name a top-level layer (see --list-layers)")
+                }
+                throw TLError.usage("the network has no layer '\(name)' (see --list-layers)")
+            }
+            index = i
+        } else {
+            guard let last = layers.last, last is Linear, layers.count >= 2 else {
+                throw TLError.usage("the network does not end in a linear classifier; name a layer with --layer")
+            }
+            index = layers.count - 2
+            // Step back over the activation to name the layer it follows (fc2 + relu4).
+            if layers[index] is Activation && index >= 1 { index -= 1 }
+        }
+        var end = index + 1, act: String? = nil
+        if activation, !(layers[index] is Activation), end < layers.count, layers[end] is Activation {
+            act = layers[end].name; end += 1
+        }
+        var shape = [1] + input.shape
+        for l in layers[..<end] { shape = try l.outputShape(shape) }
+        return Cut(end: end, layer: layers[index].name, activation: act, shape: Array(shape.dropFirst()))
+    }
+
+    /// The first `end` top-level layers applied to a normalized batch.
+    public func forward(_ x: Tensor, through end: Int, _ ctx: Context) throws -> Tensor {
+        try body.layers[..<end].reduce(x) { try $1.forward($0, ctx) }
+    }
+
+    func contains(_ l: Layer, _ target: Layer) -> Bool {
+        l === target || l.children.contains { contains($0, target) }
     }
 
     // MARK: model file

@@ -20,6 +20,7 @@ public enum TensorTool {
           head     the first N rows of every tensor
           slice    rows A:B of every tensor, and/or a subset of tensors
           split    split rows into two files by ratio or count (seeded, optionally stratified)
+          select   rows of some classes (N per class), relabeled 0, 1, ...
           convert  convert between formats and dtypes
           stats    per-channel mean and standard deviation (and min, max)
           stack    merge tensors from several files into one stream (x from one, y from another)
@@ -50,6 +51,13 @@ public enum TensorTool {
             summary: "Rows A (inclusive) to B (exclusive) of every tensor, counted from 0; A or B may be left out (':100', '500:'). --names keeps only the listed tensors.",
             options: [Option("rows", value: "A:B", help: "row range (default: all rows)"),
                       Option("names", value: "LIST", help: "comma-separated tensor names to keep (default: all)"), outputOption, toOption]), run: slice),
+        "select": Sub(spec: CommandSpec(name: "tl-tensor select", usage: ["[--classes LIST] [--per-class N] [--seed S] [-o FILE] [FILE]"],
+            summary: "Keep the rows whose label y is one of the classes in LIST, at most N of each class (chosen at random with --seed; rows keep their input order), and relabel them 0, 1, ... in the order of LIST, with the names record to match. Every tensor with as many rows as y is cut the same way.",
+            options: [Option("classes", value: "LIST", help: "labels, ranges and class names: 5-9, or 0,2,4, or Sandal,Bag (default: all)"),
+                      Option("per-class", value: "N", help: "at most N rows of each class"),
+                      Option("seed", value: "S", help: "random seed for --per-class (default 0)"),
+                      Option("keep-labels", help: "keep the original labels and names"),
+                      outputOption, toOption]), run: select),
         "split": Sub(spec: CommandSpec(name: "tl-tensor split", usage: ["(--ratio R | --count N) -o FIRST -o SECOND [OPTIONS] [FILE]"],
             summary: "Split the rows of x (and of every tensor with as many rows: y, domain, ...) into two files. Rows are chosen at random with --seed, or taken in order with --no-shuffle; each part keeps the input's row order. Other tensors (names) go to both.",
             options: [Option("ratio", value: "R", help: "fraction of rows for FIRST, 0 < R < 1"),
@@ -80,7 +88,7 @@ public enum TensorTool {
             runCommand(sub.spec, argv: Array(argv.dropFirst()), prefix: "tl-tensor", sub.run)
         }
         runCommand(top) { a in
-            guard let s = a.positionals.first else { throw TLError.usage("missing subcommand (info, cat, head, slice, split, convert, stats, stack)") }
+            guard let s = a.positionals.first else { throw TLError.usage("missing subcommand (info, cat, head, slice, split, select, convert, stats, stack)") }
             throw TLError.usage("unknown subcommand '\(s)'")
         }
     }
@@ -364,6 +372,75 @@ public enum TensorTool {
             rows += r.prefix(quota[ci])
         }
         return rows
+    }
+
+    // MARK: select
+
+    /// Rows of chosen classes (and at most N of each), relabeled 0..<k in the order given.
+    static func select(_ a: Arguments) throws {
+        let files = inputs(a)
+        guard files.count == 1 else { throw TLError.usage("one input at a time") }
+        guard a.has("classes") || a.has("per-class") else { throw TLError.usage("give --classes, --per-class or both") }
+        let set = try readAll(try openRecords(files[0], readOptions(a)))
+        guard let y = set.tensors["y"], y.rank == 1 else { throw TLError.data("no 1-D 'y' record (class labels) to select by", file: files[0]) }
+        let n = y.rows
+        let labels: [Int] = try (0..<n).map { i in
+            guard let c = y.int64(at: i), c >= 0, c < Int64(Int32.max) else { throw TLError.data("y[\(i)] is not a class label", file: files[0]) }
+            return Int(c)
+        }
+        let names = set.tensors["names"].flatMap(classNames)
+        let k = max(names?.count ?? 0, (labels.max() ?? -1) + 1)
+        var chosen: [Int] = Array(0..<k)
+        if let list = a.value("classes") { chosen = try parseClasses(list, names: names, count: k) }
+        let perClass = try a.value("per-class").map { _ in try a.int("per-class", default: 1, min: 1) }
+        var position = [Int](repeating: -1, count: k)
+        for (i, c) in chosen.enumerated() { position[c] = i }
+        // Candidate rows by class, then (with --per-class) a seeded choice of N of each, in input order.
+        var byClass = [[Int]](repeating: [], count: chosen.count)
+        for i in 0..<n where labels[i] < k && position[labels[i]] >= 0 { byClass[position[labels[i]]].append(i) }
+        var rng = RNG(seed: try a.uint64("seed", default: 0), stream: 0x5E1E)
+        var rows: [Int] = []
+        for (ci, r) in byClass.enumerated() {
+            guard let m = perClass else { rows += r; continue }
+            if r.count < m { Session.note("class \(chosen[ci]) has \(r.count) rows, fewer than --per-class \(m); keeping all") }
+            rows += rng.permutation(r.count).prefix(m).map { r[$0] }
+        }
+        rows.sort()
+        let relabel = !a.has("keep-labels")
+        let w = try makeWriter(a, meta: set.meta)
+        try writing(w) {
+            for name in set.names {
+                let t = set.tensors[name]!
+                if name == "y" {
+                    let out = try Tensor(zeros: y.dtype == .u8 && chosen.count <= 256 ? .u8 : .i64, shape: [rows.count])
+                    for (j, i) in rows.enumerated() { try out.setInteger(Int64(relabel ? position[labels[i]] : labels[i]), at: j) }
+                    try w.write(Record(name: name, tensor: out, meta: set.recordMeta[name]))
+                } else if name == "names" {
+                    let keep = relabel ? names.map { nm in chosen.map { $0 < nm.count ? nm[$0] : String($0) } } : names
+                    try w.write(Record(name: name, tensor: keep.map(namesTensor) ?? t, meta: set.recordMeta[name]))
+                } else if t.rank >= 1 && t.rows == n {
+                    try w.write(Record(name: name, tensor: try t.gathered(rows), meta: set.recordMeta[name]))
+                } else {
+                    try w.write(Record(name: name, tensor: t, meta: set.recordMeta[name]))
+                }
+            }
+        }
+        Session.note("selected \(rows.count) of \(n) rows, \(chosen.count) classes" + (relabel ? " (relabeled 0-\(chosen.count - 1))" : ""))
+    }
+
+    /// "5-9", "0,2,4", "Sandal,Bag" (class names), or a mix; each class once.
+    static func parseClasses(_ s: String, names: [String]?, count k: Int) throws -> [Int] {
+        var out: [Int] = []
+        for item in s.split(separator: ",").map({ String($0).trimmingSpaces }) {
+            if let v = Int(item) { out.append(v) }
+            else if let dash = item.firstIndex(of: "-"), let lo = Int(item[..<dash]), let hi = Int(item[item.index(after: dash)...]), lo <= hi {
+                out += Array(lo...hi)
+            } else if let i = names?.firstIndex(of: item) { out.append(i) }
+            else { throw TLError.usage("--classes: '\(item)' is neither a label, a range like 5-9, nor a class name") }
+        }
+        for v in out where v < 0 || v >= k { throw TLError.usage("--classes: class \(v) does not exist (labels are 0-\(k - 1))") }
+        guard Set(out).count == out.count, !out.isEmpty else { throw TLError.usage("--classes: each class once, at least one") }
+        return out
     }
 
     // MARK: convert

@@ -1,19 +1,23 @@
 import Glibc
 import TLCore
 import TLNN
+import TLMethods
 
 /// `tl-train`: train a network from scratch on a labeled stream (x, y, names) and write the model.
 public enum TrainTool {
     static let producer = "tl-train \(tlVersion)"
 
     static let spec = CommandSpec(
-        name: "tl-train", usage: ["[OPTIONS] TRAIN [-o MODEL]"],
+        name: "tl-train", usage: ["[OPTIONS] [TRAIN] [-o MODEL]", "--linear [OPTIONS] [FEATURES] [-o MODEL]"],
         summary: """
         Train a network from scratch on TRAIN, a stream with x (images or features), y (class labels)
         and optionally names (class names), and write the model (tl-format, .tlm) to MODEL or stdout.
         Inputs are normalized by the per-channel mean and standard deviation of TRAIN (u8 scaled
         to [0, 1] first); the model keeps that normalization. Same seed and thread count: the same
         model, bit for bit. See tl-train(1) for the architecture spec language.
+        With --linear, fit a linear classifier (softmax regression or a linear SVM) on FEATURES,
+        for example the output of tl-extract, to its optimum. TRAIN or FEATURES '-' or none:
+        standard input.
         """,
         options: [
             Option("output", "o", value: "MODEL", help: "write the model to MODEL (default: stdout)"),
@@ -41,6 +45,15 @@ public enum TrainTool {
             Option("checkpoint", value: "FILE", help: "write a resumable checkpoint to FILE after every epoch"),
             Option("resume", value: "FILE", help: "continue from a checkpoint (give the same options as the run that wrote it)"),
             Option("list-archs", help: "list the built-in architectures and exit"),
+            Option("linear", help: "train a linear classifier on features (see LINEAR CLASSIFIER in tl-train(1))"),
+            Option("loss", value: "NAME", help: "--linear: softmax (multinomial logistic regression) or svm (one-vs-rest L2-loss SVM) (default softmax)"),
+            Option("cost", "C", value: "C", help: "--linear: inverse L2 strength, scikit-learn's and liblinear's C (default 1)"),
+            Option("l2", value: "LAMBDA", help: "--linear: L2 strength on the mean loss, instead of --cost (LAMBDA = 1/(C*N))"),
+            Option("standardize", help: "--linear: standardize each feature by the training data's mean and std (kept in the model)"),
+            Option("solver", value: "NAME", help: "--linear: lbfgs (full batch, to the optimum) or minibatch (streams a file per epoch) (default lbfgs)"),
+            Option("max-iter", value: "N", help: "--linear lbfgs: iteration limit (default 1000)"),
+            Option("tol", value: "T", help: "--linear lbfgs: stop when no gradient component exceeds T (default 1e-4)"),
+            Option("shuffle-rows", value: "N", help: "--linear minibatch: rows shuffled together in memory (default 16384)"),
         ])
 
     public static func main() -> Never { runCommand(spec, run) }
@@ -53,7 +66,11 @@ public enum TrainTool {
             for (n, sp, d) in Architectures.builtins { s += "\(n)\t\(d)\n\t\(sp),fc<classes>\n" }
             try writeStdout(s); return
         }
-        guard a.positionals.count == 1 else { throw TLError.usage(a.positionals.isEmpty ? "no training data given" : "one training input at a time") }
+        guard a.positionals.count <= 1 else { throw TLError.usage("one training input at a time") }
+        if a.positionals.isEmpty && isatty(0) == 1 { throw TLError.usage("no training data given (standard input is a terminal)") }
+        let linearOnly = ["loss", "cost", "l2", "standardize", "solver", "max-iter", "tol", "shuffle-rows"]
+        if a.has("linear") { return try runLinear(a) }
+        if let o = linearOnly.first(where: { a.has($0) }) { throw TLError.usage("--\(o) is for --linear") }
         var cfg = TrainConfig()
         cfg.epochs = try a.int("epochs", default: 5, min: 1)
         cfg.batch = try a.int("batch", default: 64, min: 1)
@@ -91,7 +108,7 @@ public enum TrainTool {
         let outPath = a.value("output") ?? "-"
         if outPath == "-" && isatty(1) == 1 { throw TLError.usage("refusing to write binary data to a terminal; redirect stdout or use -o FILE") }
 
-        var data = try readLabeled(a.positionals[0], classes: nil)
+        var data = try readLabeled(a.positionals.first ?? "-", classes: nil)
         if (cfg.cropPad > 0 || cfg.flip) && data.train.x.rank < 3 {
             throw TLError.usage("--augment needs images ([N, H, W] or [N, C, H, W]); the input is \(shapeString(data.train.x.shape))")
         }
@@ -104,7 +121,7 @@ public enum TrainTool {
             guard r > 0 && r < 1 else { throw TLError.usage("--val-split must be between 0 and 1") }
             (data.train, val) = split(data.train, ratio: r, seed: cfg.seed)
         }
-        if let cw = a.value("class-weights") { cfg.classWeights = try classWeights(cw, data) }
+        if let cw = a.value("class-weights") { cfg.classWeights = try classWeights(cw, counts: counts(data.train.y, data.classes.count)) }
         Threads.count = cfg.threads
 
         // The network: fresh, or from a checkpoint.
@@ -123,7 +140,7 @@ public enum TrainTool {
             trainer.resume(epoch: ep, step: st, best: m["best"]?.number ?? -1, sinceBest: m["since_best"]?.int ?? 0)
             guard ep < cfg.epochs else { throw TLError.usage("the checkpoint has \(ep) epochs already; ask for more with --epochs") }
         } else {
-            let input = try inputSpec(data.train.x)
+            let input = try InputSpec.fitted(to: data.train.x)
             net = try Network(arch: Architectures.expand(arch), input: input, classes: data.classes)
             net.initialize(seed: cfg.seed)
             trainer = Trainer(net: net, config: cfg, data: data.train)
@@ -209,28 +226,6 @@ public enum TrainTool {
         return Data(train: LabeledData(x: x, y: y), classes: names ?? (0..<k).map(String.init), fingerprint: fp)
     }
 
-    /// The input description from training data: per-sample shape (gray [H, W] gains a channel
-    /// axis), u8 scaled to [0, 1], per-channel mean and standard deviation.
-    static func inputSpec(_ x: Tensor) throws -> InputSpec {
-        var shape = Array(x.shape.dropFirst())
-        if shape.count == 2 { shape.insert(1, at: 0) }
-        let scale: Float = x.dtype == .u8 ? 1 / 255 : 1
-        let c = shape.count == 3 ? shape[0] : 1
-        let f = try x.converted(to: .f32)
-        let per = shape.reduce(1, *), plane = per / c
-        var mean = [Float](repeating: 0, count: c), std = mean
-        for ch in 0..<c {
-            var s = 0.0, s2 = 0.0
-            for i in 0..<x.rows {
-                let p = f.f32 + i * per + ch * plane
-                for q in 0..<plane { let v = Double(p[q] * scale); s += v; s2 += v * v }
-            }
-            let n = Double(x.rows * plane), mu = s / n
-            mean[ch] = Float(mu); std[ch] = Float(max((s2 / n - mu * mu).squareRoot(), 1e-6))
-        }
-        return InputSpec(shape: shape, scale: scale, mean: mean, std: std)
-    }
-
     /// A seeded, stratified hold-out split: `ratio` of the rows (rounded) for validation.
     static func split(_ d: LabeledData, ratio: Double, seed: UInt64) -> (LabeledData, LabeledData) {
         var rng = RNG(seed: seed, stream: 0x5917)
@@ -241,16 +236,145 @@ public enum TrainTool {
         return (LabeledData(x: d.gather(tr), y: tr.map { d.y[$0] }), LabeledData(x: d.gather(va), y: va.map { d.y[$0] }))
     }
 
-    static func classWeights(_ s: String, _ d: Data) throws -> [Float] {
-        let k = d.classes.count
-        if s == "balanced" {  // n / (k · count_c), scikit-learn's "balanced"
-            var counts = [Int](repeating: 0, count: k)
-            for y in d.train.y { counts[y] += 1 }
-            return counts.map { $0 == 0 ? 0 : Float(d.train.count) / Float(k * $0) }
-        }
+    /// `--class-weights`: K numbers, or "balanced", n / (K · count_c) (scikit-learn's).
+    static func classWeights(_ s: String, counts: [Int]) throws -> [Float] {
+        let k = counts.count, n = counts.reduce(0, +)
+        if s == "balanced" { return counts.map { $0 == 0 ? 0 : Float(n) / Float(k * $0) } }
         let w = s.split(separator: ",").compactMap { Float($0) }
         guard w.count == k, w.allSatisfy({ $0 >= 0 }) else { throw TLError.usage("--class-weights needs \(k) non-negative numbers or 'balanced'") }
         return w
+    }
+
+    static func counts(_ labels: [Int], _ k: Int) -> [Int] {
+        var c = [Int](repeating: 0, count: k)
+        for y in labels { c[y] += 1 }
+        return c
+    }
+
+    // MARK: linear classifier
+
+    static func runLinear(_ a: Arguments) throws {
+        let deep = ["arch", "augment", "schedule", "step-size", "gamma", "warmup", "label-smoothing", "patience", "checkpoint",
+                    "resume", "nesterov", "momentum", "weight-decay", "val-split", "log"]
+        if let o = deep.first(where: { a.has($0) }) { throw TLError.usage("--\(o) is not for --linear (see tl-train(1), LINEAR CLASSIFIER)") }
+        var c = LinearConfig()
+        if let l = a.value("loss") {
+            guard let v = LinearConfig.Loss(rawValue: l) else { throw TLError.usage("--loss must be softmax or svm, not '\(l)'") }
+            c.loss = v
+        }
+        if let sv = a.value("solver") {
+            guard let v = LinearConfig.Solver(rawValue: sv) else { throw TLError.usage("--solver must be lbfgs or minibatch, not '\(sv)'") }
+            c.solver = v
+        }
+        if a.has("cost") && a.has("l2") { throw TLError.usage("give --cost or --l2, not both") }
+        c.cost = try a.double("cost", default: 1)
+        guard c.cost > 0 else { throw TLError.usage("--cost must be positive") }
+        if a.has("l2") {
+            c.l2 = try a.double("l2", default: 0)
+            guard c.l2! >= 0 else { throw TLError.usage("--l2 must not be negative") }
+        }
+        c.standardize = a.has("standardize")
+        c.maxIterations = try a.int("max-iter", default: 1000, min: 1)
+        c.tolerance = try a.double("tol", default: 1e-4)
+        guard c.tolerance > 0 else { throw TLError.usage("--tol must be positive") }
+        c.epochs = try a.int("epochs", default: 10, min: 1)
+        c.batch = try a.int("batch", default: 256, min: 1)
+        if let o = a.value("optimizer") {
+            guard let k = Optimizer.Kind(rawValue: o) else { throw TLError.usage("--optimizer must be sgd, adam or adamw, not '\(o)'") }
+            c.optimizer = k
+        }
+        c.lr = try a.double("lr", default: c.optimizer == .sgd ? 0.01 : 0.001)
+        guard c.lr > 0 else { throw TLError.usage("--lr must be positive") }
+        c.shuffleRows = try a.int("shuffle-rows", default: 1 << 14, min: 1)
+        c.seed = try a.uint64("seed", default: 0)
+        c.threads = try a.int("threads", default: Threads.count, min: 1)
+        Threads.count = c.threads
+        let outPath = a.value("output") ?? "-"
+        if outPath == "-" && isatty(1) == 1 { throw TLError.usage("refusing to write binary data to a terminal; redirect stdout or use -o FILE") }
+        let path = a.positionals.first ?? "-"
+        let t0 = monotonicSeconds()
+        let fit: LinearFit, rows: Int, fingerprint: UInt32?
+        switch c.solver {
+        case .lbfgs:
+            let data = try readLabeled(path, classes: nil)
+            if let cw = a.value("class-weights") { c.classWeights = try classWeights(cw, counts: counts(data.train.y, data.classes.count)) }
+            let p = Progress("lbfgs", total: nil, unit: "it")
+            fit = try annotating(file: path) {
+                try LinearProbe.fit(x: data.train.x, labels: data.train.y, classes: data.classes, config: c) { k, f, g in
+                    p.detail = "objective \(sig(f, 7)), max gradient \(sig(g, 3))"
+                    p.advance(1)
+                }
+            }
+            p.finish()
+            rows = data.train.count; fingerprint = data.fingerprint
+        case .minibatch:
+            let input = try Input.open(path)
+            guard input.isRegular else {
+                throw TLError.usage("--solver minibatch reads its input once per epoch; give a file, not a pipe", )
+            }
+            let (classes, labelCounts) = try scanLabels(path)
+            if let cw = a.value("class-weights") { c.classWeights = try classWeights(cw, counts: labelCounts) }
+            rows = labelCounts.reduce(0, +); fingerprint = nil
+            let p = Progress("train", total: rows * c.epochs, unit: "rows")
+            fit = try annotating(file: path) {
+                try LinearProbe.fitMinibatch(open: { try openRecords(path) }, classes: classes, config: c) { n, loss in
+                    p.detail = "loss \(fixed(loss, 4))"
+                    p.advance(n)
+                }
+            }
+            p.finish()
+        }
+        let secs = monotonicSeconds() - t0
+        let net = fit.net
+        var linear: [String: JSON] = ["loss": .string(c.loss.rawValue), "lambda": .number(fit.lambda), "standardize": .bool(c.standardize),
+                                      "solver": .string(c.solver.rawValue), "iterations": .number(Double(fit.iterations)),
+                                      "converged": .bool(fit.converged), "stop": .string(fit.reason), "objective": .number(fit.objective)]
+        if c.l2 == nil { linear["cost"] = .number(c.cost) }
+        var data: [String: JSON] = ["rows": .number(Double(rows))]
+        if let f = fingerprint { data["crc32"] = .number(Double(f)) }
+        var meta: [String: JSON] = ["args": .array(provenanceArgs(Array(CommandLine.arguments.dropFirst())).map { .string($0) }),
+                                    "seed": .number(Double(c.seed)), "data": .object(data), "version": .string(tlVersion),
+                                    "arch_name": "linear", "parameters": .number(Double(net.parameterCount)), "linear": .object(linear)]
+        let d = perSample([1] + net.input.shape)
+        Session.note("linear \(c.loss.rawValue) on \(rows) rows x \(d) features, \(net.classes.count) classes, " +
+                     (c.l2 == nil ? "C \(sig(c.cost, 4)) (lambda \(sig(fit.lambda, 3)))" : "lambda \(sig(fit.lambda, 3))") +
+                     (c.solver == .lbfgs
+                        ? ": \(fit.iterations) iterations, objective \(sig(fit.objective, 7)), " +
+                          (fit.converged ? "converged (\(fit.reason))" : "NOT converged: \(fit.reason)" +
+                           (fit.reason.hasPrefix("iteration limit") ? "; --standardize or a larger --max-iter helps" : ""))
+                        : ": \(fit.iterations) steps in \(c.epochs) epochs, objective about \(sig(fit.objective, 5))") +
+                     "; \(fixed(secs, 2)) s")
+        if let v = a.value("val") {
+            let vd = try readLabeled(v, classes: net.classes).train
+            let acc = try Trainer.accuracy(net, vd, threads: c.threads)
+            meta["val_accuracy"] = .number(acc)
+            Session.note("validation accuracy \(fixed(acc * 100, 2))% (\(vd.count) rows)")
+        }
+        net.meta = .object(meta)
+        try net.save(outPath, producer: producer)
+    }
+
+    /// Class names and label counts of a labeled file, reading only what it must (a mapped
+    /// stream's x is never touched).
+    static func scanLabels(_ path: String) throws -> ([String], [Int]) {
+        let r = try openRecords(path)
+        var names: [String]? = nil, counts: [Int] = [], any = false
+        while let rec = try r.next() {
+            if rec.name == "names" { names = TensorTool.classNames(rec.tensor) }
+            if rec.name == "x" { any = true }
+            guard rec.name == "y" else { continue }
+            for v in try LinearProbe.checkedLabels(rec.tensor, Int(Int32.max), firstRow: counts.reduce(0, +)) {
+                while counts.count <= v { counts.append(0) }
+                counts[v] += 1
+            }
+        }
+        guard any else { throw TLError.data("no 'x' record (inputs)", file: path) }
+        guard !counts.isEmpty else { throw TLError.data("no 'y' record (class labels); add them with tl-tensor stack", file: path) }
+        let k = names?.count ?? counts.count
+        if counts.count > k { throw TLError.data("label \(counts.count - 1) is out of range for \(k) classes", file: path) }
+        while counts.count < k { counts.append(0) }
+        guard k >= 2 else { throw TLError.data("the labels name \(k) class; training needs at least 2", file: path) }
+        return (names ?? (0..<k).map(String.init), counts)
     }
 
     /// The command line that decides the model: without where outputs go, checkpoint/resume

@@ -128,6 +128,9 @@ final class GradientTests: XCTestCase {
         // Hinge: keep margins away from the kinks.
         let s = Tensor([0.2, 2.5, -1, 0.7, 0.4, -0.5, 1.9, 3.1, 0.0, -2.2, 1.2, 0.1] as [Float], shape: [3, 4])
         checkLoss("hinge", s) { Loss.multiclassHinge(logits: $0, labels: [1, 3, 0]) }
+        // Squared hinge is differentiable everywhere; weighted too.
+        checkLoss("squared hinge", logits) { Loss.squaredHinge(logits: $0, labels: labels) }
+        checkLoss("squared hinge weighted", logits) { Loss.squaredHinge(logits: $0, labels: labels, classWeights: [1, 2, 0.5, 1, 3]) }
     }
 
     /// The losses' values against hand-computed ones.
@@ -136,6 +139,10 @@ final class GradientTests: XCTestCase {
         XCTAssertEqual(Loss.crossEntropy(logits: logits, labels: [0, 2]).0, (log(3.0) + (log(exp(1.0) + exp(2) + exp(3)) - 3)) / 2, accuracy: 1e-6)
         XCTAssertEqual(Loss.multiclassHinge(logits: Tensor([1, 2, 0.5] as [Float], shape: [1, 3]), labels: [0]).0, 2 + 0.5, accuracy: 1e-6)
         XCTAssertEqual(Loss.distillation(student: logits, teacher: logits, temperature: 3).0, 0, accuracy: 1e-6)
+        // Scores (1, 2, 0.5), label 0: (1−1)² + (1+2)² + (1+0.5)² = 11.25; weighted mean over two rows.
+        XCTAssertEqual(Loss.squaredHinge(logits: Tensor([1, 2, 0.5] as [Float], shape: [1, 3]), labels: [0]).0, 11.25, accuracy: 1e-6)
+        XCTAssertEqual(Loss.squaredHinge(logits: Tensor([1, 2, 0.5, 1, 2, 0.5] as [Float], shape: [2, 3]), labels: [0, 1], classWeights: [1, 3, 1]).0,
+                       (11.25 + 3 * (4 + 0 + 2.25)) / 4, accuracy: 1e-6)
         XCTAssertEqual(Loss.binaryCrossEntropy(logits: Tensor([0] as [Float], shape: [1]), targets: Tensor([1] as [Float], shape: [1])).0, log(2.0), accuracy: 1e-6)
     }
 }

@@ -5,7 +5,7 @@ if command -v groff >/dev/null; then
     [ -z "$out" ] && ok || bad "groff lint $m: $out"
   done
 else skipped "man page lint: groff is not installed"; fi
-for cmd in tl-tensor tl-train; do
+for cmd in tl-tensor tl-train tl-extract tl-eval; do
   [ -f "man/$cmd.1" ] && ok || bad "man/$cmd.1 missing"
   subs=$("$cmd" --help | awk '/^Subcommands:/{f=1;next} f&&/^  [a-z]/{print $1} f&&/^$/{if(n++)exit}')
   for s in "" $subs; do

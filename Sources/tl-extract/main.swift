@@ -1,0 +1,2 @@
+import TLTools
+ExtractTool.main()
