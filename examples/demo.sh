@@ -37,3 +37,18 @@ echo "== 6. Pretrain a small network (LeNet-5) on the training split; validate o
 tl-train --arch lenet5 --epochs 8 --optimizer adam --lr 0.002 --seed 1 --val "$O/test.tlt" --log "$O/lenet5.csv" "$O/train.tlt" -o "$O/lenet5.tlm"
 tl-tensor info "$O/lenet5.tlm" | sed -n '1p;3,$p'
 echo "per-epoch log: $O/lenet5.csv"
+
+echo
+echo "== 7. Transfer: a source network for classes 0-4, reused for classes 5-9 it never saw"
+for part in train test; do
+  tl-tensor select -q --classes 0-4 "$O/$part.tlt" -o "$O/source-$part.tlt"
+  tl-tensor select -q --classes 5-9 "$O/$part.tlt" -o "$O/target-$part.tlt"
+done
+tl-train -q --arch lenet5 --epochs 8 --optimizer adam --lr 0.002 --seed 1 "$O/source-train.tlt" -o "$O/source.tlm"
+tl-extract --model "$O/source.tlm" --list-layers
+echo "-- codes of the last convolutional block for the target images -> a linear classifier:"
+tl-extract --model "$O/source.tlm" --layer pool2 "$O/target-train.tlt" | tl-train --linear --standardize -o "$O/target-linear.tlm"
+tl-extract -q --model "$O/source.tlm" --layer pool2 "$O/target-test.tlt" | tl-eval --model "$O/target-linear.tlm"
+echo
+echo "The full experiment (all 60,000 images, 10/50/500 labels per class, several seeds):"
+echo "  make data && make -C examples/transfer"

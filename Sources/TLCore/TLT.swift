@@ -332,6 +332,9 @@ public final class TLTMappedReader: RecordReader {
                 let payload = UnsafeRawBufferPointer(rebasing: b[pStart..<pStart + h.payloadLen])
                 if verifyPayload {
                     guard CRC32.checksum(payload) == h.payloadCRC else { throw TLError.data("payload checksum mismatch in '\(i.name)'") }
+                    // Checking read every page; let them go, so opening a large file does not
+                    // hold it all in memory (they stay in the page cache and map back on use).
+                    if h.payloadLen >= 1 << 20 { file.release(payload.baseAddress!, count: h.payloadLen) }
                 }
                 for k in 0..<h.padding where b[pStart + h.payloadLen + k] != 0 { throw TLError.data("non-zero padding after the payload") }
                 let storage = Storage(borrowing: file.base + pStart, byteCount: h.payloadLen, owner: file)

@@ -59,10 +59,7 @@ public enum LinearProbe {
         try Network(arch: "fc\(classes.count)", input: spec, classes: classes)
     }
 
-    static func weightSum(_ labels: [Int], _ cw: [Float]?) -> Double {
-        guard let cw = cw else { return Double(labels.count) }
-        return labels.reduce(0.0) { $0 + Double(cw[$1]) }
-    }
+    static func weightSum(_ labels: [Int], _ cw: [Float]?) -> Double { TLNN.Loss.weightSum(labels, cw) }
 
     /// Full-batch fit by L-BFGS on data in memory (x [N, ...] any numeric dtype, labels in
     /// 0..<classes.count). `onIteration(k, f, max|g|)` reports progress.
@@ -73,23 +70,14 @@ public enum LinearProbe {
         let x = try net.normalize(raw)
         let n = x.rows, d = perSample(x.shape), k = classes.count
         guard n > 0 else { throw TLError.data("no training rows") }
-        let lambda = c.lambda(weightSum: weightSum(labels, c.classWeights))
-        let flat = x.reshaped([n, d])
-        let w = Tensor.f32([k, d]), gw = Tensor.f32([k, d]), b = Tensor.f32([k]), logits = Tensor.f32([n, k])
+        let wsum = weightSum(labels, c.classWeights)
+        let lambda = c.lambda(weightSum: wsum)
+        let obj = BlockedObjective(x: x.reshaped([n, d]), labels: labels, classes: k, loss: c.loss, classWeights: c.classWeights,
+                                   weightSum: wsum, threads: c.threads)
         let objective: ([Double], inout [Double]) -> Double = { p, g in
-            for i in 0..<k * d { w.f32[i] = Float(p[i]) }
-            for j in 0..<k { b.f32[j] = Float(p[k * d + j]) }
-            GEMM.sgemm(transA: false, transB: true, m: n, n: k, k: d, alpha: 1, a: flat.f32, lda: d, b: w.f32, ldb: d,
-                       beta: 0, c: logits.f32, ldc: k, threads: c.threads)
-            Elementwise.addBias(rows: n, cols: k, bias: b.f32, y: logits.f32)
-            let (loss, dl) = lossAndGradient(c.loss, logits, labels, c.classWeights)
-            GEMM.sgemm(transA: true, transB: false, m: k, n: d, k: n, alpha: 1, a: dl.f32, lda: k, b: flat.f32, ldb: d,
-                       beta: 0, c: gw.f32, ldc: d, threads: c.threads)
-            var gb = [Float](repeating: 0, count: k)
-            Elementwise.columnSums(rows: n, cols: k, x: dl.f32, out: &gb)
+            let loss = obj.evaluate(p, &g)
             var norm = 0.0
-            for i in 0..<k * d { norm += p[i] * p[i]; g[i] = Double(gw.f32[i]) + lambda * p[i] }
-            for j in 0..<k { g[k * d + j] = Double(gb[j]) }
+            for i in 0..<k * d { norm += p[i] * p[i]; g[i] += lambda * p[i] }
             return loss + lambda / 2 * norm
         }
         var opt = LBFGS()
@@ -181,6 +169,80 @@ public enum LinearProbe {
             guard v >= 0 && v < k else { throw TLError.data("label \(v) is out of range for \(k) classes", location: "y row \(firstRow + i)") }
             return v
         }
+    }
+}
+
+/// The data term of the linear objective, Σ wᵢℓᵢ / Σ wᵢ, and its gradient, in one pass over the
+/// features per evaluation: for each block of rows small enough to stay in L2 cache, the scores
+/// (GEMM), the loss and its gradient with respect to the scores, and the weight gradient
+/// (GEMM) while the block is still in cache. Streaming the features once instead of twice
+/// halves the time on data larger than the cache, where the work is memory-bound. Blocks go
+/// round-robin to a fixed number of partial sums, added in order: the result does not depend
+/// on the thread count.
+final class BlockedObjective {
+    static let blockRows = 256, partials = 4
+    let x: Tensor, labels: [Int], k: Int, d: Int, n: Int
+    let loss: LinearConfig.Loss, classWeights: [Float]?, weightSum: Double, threads: Int
+    let w: Tensor, b: Tensor
+    /// Per partial: weight gradient [k, d], bias gradient [k], loss sum.
+    var gw: [Tensor], gb: [[Double]], lsum: [Double]
+
+    init(x: Tensor, labels: [Int], classes: Int, loss: LinearConfig.Loss, classWeights: [Float]?, weightSum: Double, threads: Int) {
+        self.x = x; self.labels = labels; k = classes; n = x.rows; d = x.shape[1]
+        self.loss = loss; self.classWeights = classWeights; self.weightSum = weightSum; self.threads = threads
+        w = Tensor.f32([k, d]); b = Tensor.f32([k])
+        gw = (0..<BlockedObjective.partials).map { _ in Tensor.f32([classes, x.shape[1]]) }
+        gb = [[Double]](repeating: [Double](repeating: 0, count: classes), count: BlockedObjective.partials)
+        lsum = [Double](repeating: 0, count: BlockedObjective.partials)
+    }
+
+    /// The data term at parameters p (W [k, d] then b [k]); its gradient into g.
+    func evaluate(_ p: [Double], _ g: inout [Double]) -> Double {
+        for i in 0..<k * d { w.f32[i] = Float(p[i]) }
+        for j in 0..<k { b.f32[j] = Float(p[k * d + j]) }
+        let blocks = (n + BlockedObjective.blockRows - 1) / BlockedObjective.blockRows
+        let me = UnsafeSendable(self)
+        Threads.parallelFor(BlockedObjective.partials, threads: threads) { q in
+            me.value.partial(q, blocks: blocks)
+        }
+        var total = 0.0
+        for i in 0..<k * d { var s = 0.0; for q in 0..<BlockedObjective.partials { s += Double(gw[q].f32[i]) }; g[i] = s }
+        for j in 0..<k { var s = 0.0; for q in 0..<BlockedObjective.partials { s += gb[q][j] }; g[k * d + j] = s }
+        for q in 0..<BlockedObjective.partials { total += lsum[q] }
+        return total
+    }
+
+    /// Blocks q, q + partials, q + 2·partials, ... in order, into partial q.
+    func partial(_ q: Int, blocks: Int) {
+        let gq = gw[q], br = BlockedObjective.blockRows
+        gq.f32.update(repeating: 0, count: k * d)
+        let logits = Tensor.f32([br, k], zero: false), dl = Tensor.f32([br, k], zero: false)
+        let gradScale = Float(1 / weightSum)
+        var bq = [Double](repeating: 0, count: k), lq = 0.0
+        labels.withUnsafeBufferPointer { yp in
+            var blk = q
+            while blk < blocks {
+                let r0 = blk * br, r1 = min(n, r0 + br), m = r1 - r0
+                let xb = x.f32 + r0 * d
+                FewClasses.scores(m: m, n: k, k: d, a: xb, lda: d, b: w.f32, ldb: d, c: logits.f32, ldc: k)
+                Elementwise.addBias(rows: m, cols: k, bias: b.f32, y: logits.f32)
+                switch loss {
+                case .softmax:
+                    lq += TLNN.Loss.crossEntropySum(rows: m, classes: k, logits: logits.f32, labels: yp.baseAddress! + r0, smoothing: 0,
+                                                    classWeights: classWeights, gradScale: gradScale, grad: dl.f32)
+                case .svm:
+                    lq += TLNN.Loss.squaredHingeSum(rows: m, classes: k, logits: logits.f32, labels: yp.baseAddress! + r0,
+                                                    classWeights: classWeights, gradScale: gradScale, grad: dl.f32)
+                }
+                let nextStart = r0 + BlockedObjective.partials * br
+                let nextRows = max(0, min(n, nextStart + br) - nextStart)
+                FewClasses.accumulateGradient(m: m, n: k, k: d, d: dl.f32, ldd: k, a: xb, lda: d, g: gq.f32, ldg: d,
+                                              next: nextRows > 0 ? x.f32 + nextStart * d : nil, nextRows: nextRows)
+                for r in 0..<m { for j in 0..<k { bq[j] += Double(dl.f32[r * k + j]) } }
+                blk += BlockedObjective.partials
+            }
+        }
+        gb[q] = bq; lsum[q] = lq / weightSum
     }
 }
 

@@ -10,27 +10,45 @@ public enum Loss {
     public static func crossEntropy(logits: Tensor, labels: [Int], smoothing: Float = 0, classWeights: [Float]? = nil) -> (Double, Tensor) {
         let n = logits.shape[0], k = logits.shape[1]
         precondition(labels.count == n)
-        let grad = Tensor.f32([n, k])
-        let lp = Tensor.f32([n, k])
-        Elementwise.logSoftmaxRows(rows: n, cols: k, x: logits.f32, y: lp.f32)
-        var total = 0.0, wsum = 0.0
-        for i in 0..<n {
-            let y = labels[i], w = Double(classWeights?[y] ?? 1)
-            let row = lp.f32 + i * k
-            var l = -(1 - Double(smoothing)) * Double(row[y])
-            if smoothing > 0 { var s = 0.0; for j in 0..<k { s += Double(row[j]) }; l -= Double(smoothing) / Double(k) * s }
-            total += w * l; wsum += w
-        }
-        let inv = Float(1 / max(wsum, 1e-30))
-        for i in 0..<n {
-            let y = labels[i], w = (classWeights?[y] ?? 1) * inv
-            let row = lp.f32 + i * k, g = grad.f32 + i * k
-            for j in 0..<k {
-                let target = (j == y ? 1 - smoothing : 0) + smoothing / Float(k)
-                g[j] = w * (expf(row[j]) - target)
-            }
+        let grad = Tensor.f32([n, k], zero: false)
+        let wsum = weightSum(labels, classWeights)
+        let total = labels.withUnsafeBufferPointer {
+            crossEntropySum(rows: n, classes: k, logits: logits.f32, labels: $0.baseAddress!, smoothing: smoothing,
+                            classWeights: classWeights, gradScale: Float(1 / max(wsum, 1e-30)), grad: grad.f32)
         }
         return (total / max(wsum, 1e-30), grad)
+    }
+
+    /// Σᵢ wᵢ (1, or the label's class weight).
+    public static func weightSum(_ labels: [Int], _ classWeights: [Float]?) -> Double {
+        guard let cw = classWeights else { return Double(labels.count) }
+        return labels.reduce(0.0) { $0 + Double(cw[$1]) }
+    }
+
+    /// The core of `crossEntropy` on raw rows: returns Σᵢ wᵢℓᵢ and writes
+    /// grad[i, j] = gradScale · wᵢ · ∂ℓᵢ/∂sᵢⱼ = gradScale · wᵢ · (pᵢⱼ − targetᵢⱼ). One exp per
+    /// score and one log per row (log pᵢⱼ = sᵢⱼ − m − log Σ e^(s−m), m the row maximum).
+    public static func crossEntropySum(rows n: Int, classes k: Int, logits: UnsafePointer<Float>, labels: UnsafePointer<Int>, smoothing: Float,
+                                       classWeights: [Float]?, gradScale: Float, grad: UnsafeMutablePointer<Float>) -> Double {
+        var total = 0.0
+        let off = smoothing / Float(k)
+        for i in 0..<n {
+            let s = logits + i * k, g = grad + i * k, y = labels[i], w = classWeights?[y] ?? 1
+            var m = s[0]
+            for j in 1..<k { m = max(m, s[j]) }
+            var sum: Float = 0
+            for j in 0..<k { let e = expf(s[j] - m); g[j] = e; sum += e }
+            let logSum = logf(sum), inv = 1 / sum, gw = w * gradScale
+            var l = -(1 - Double(smoothing)) * Double(s[y] - m - logSum)
+            if smoothing > 0 {
+                var t = 0.0
+                for j in 0..<k { t += Double(s[j] - m - logSum) }
+                l -= Double(off) * t
+            }
+            for j in 0..<k { g[j] = gw * (g[j] * inv - ((j == y ? 1 - smoothing : 0) + off)) }
+            total += Double(w) * l
+        }
+        return total
     }
 
     /// Binary cross-entropy on logits z with targets t ∈ [0, 1], elementwise, mean over all
@@ -84,20 +102,29 @@ public enum Loss {
     public static func squaredHinge(logits: Tensor, labels: [Int], classWeights: [Float]? = nil) -> (Double, Tensor) {
         let n = logits.shape[0], k = logits.shape[1]
         precondition(labels.count == n)
-        let grad = Tensor.f32([n, k])
-        var total = 0.0, wsum = 0.0
-        for i in 0..<n { wsum += Double(classWeights?[labels[i]] ?? 1) }
-        let inv = Float(1 / max(wsum, 1e-30))
+        let grad = Tensor.f32([n, k], zero: false)
+        let wsum = weightSum(labels, classWeights)
+        let total = labels.withUnsafeBufferPointer {
+            squaredHingeSum(rows: n, classes: k, logits: logits.f32, labels: $0.baseAddress!, classWeights: classWeights,
+                            gradScale: Float(1 / max(wsum, 1e-30)), grad: grad.f32)
+        }
+        return (total / max(wsum, 1e-30), grad)
+    }
+
+    /// The core of `squaredHinge` on raw rows: Σᵢ wᵢℓᵢ, and grad = gradScale · wᵢ · ∂ℓᵢ/∂s.
+    public static func squaredHingeSum(rows n: Int, classes k: Int, logits: UnsafePointer<Float>, labels: UnsafePointer<Int>,
+                                       classWeights: [Float]?, gradScale: Float, grad: UnsafeMutablePointer<Float>) -> Double {
+        var total = 0.0
         for i in 0..<n {
-            let s = logits.f32 + i * k, g = grad.f32 + i * k, y = labels[i], w = classWeights?[y] ?? 1
+            let s = logits + i * k, g = grad + i * k, y = labels[i], w = classWeights?[y] ?? 1, gw = w * gradScale
             var l = 0.0
             for j in 0..<k {
                 let t: Float = j == y ? 1 : -1, m = 1 - t * s[j]
-                if m > 0 { l += Double(m * m); g[j] = -2 * t * m * w * inv }
+                if m > 0 { l += Double(m * m); g[j] = -2 * t * m * gw } else { g[j] = 0 }
             }
             total += Double(w) * l
         }
-        return (total / max(wsum, 1e-30), grad)
+        return total
     }
 
     /// Multiclass hinge (Weston–Watkins, the cs231n SVM): Σ_{j≠y} max(0, Δ + s_j − s_y), batch mean.

@@ -24,7 +24,7 @@ public enum EvalTool {
             Option("top-k", "k", value: "K", help: "also report top-K accuracy (default 5 when there are more than 5 classes)"),
             Option("json", help: "the report as one JSON object"),
             Option("predict", help: "write a stream with pred and prob (or score) records instead of a report"),
-            Option("batch", "b", value: "N", help: "rows per forward pass (default 256)"),
+            Option("batch", "b", value: "N", help: "rows per forward pass (default 64)"),
             Option("threads", "j", value: "N", help: "threads (default: all CPUs)"),
             Option("output", "o", value: "FILE", help: "write the report or the predictions to FILE (default: stdout)"),
         ])
@@ -36,7 +36,7 @@ public enum EvalTool {
         let path = a.positionals.first ?? "-"
         let threads = try a.int("threads", default: Threads.count, min: 1)
         Threads.count = threads
-        let batch = try a.int("batch", default: 256, min: 1)
+        let batch = try a.int("batch", default: 64, min: 1)
         let model = try a.value("model").map { p in (try Network.load(p).0, p) }
         let predict = a.has("predict")
         if predict && model == nil { throw TLError.usage("--predict needs --model") }

@@ -1,5 +1,6 @@
 import Glibc
 import TLCore
+import TLNN
 
 /// `tl-tensor`: inspect, convert, slice, split, stack tensor files. Every subcommand streams
 /// where the operation allows (info, cat, head, slice, convert, stats, stack); split needs the
@@ -454,8 +455,11 @@ public enum TensorTool {
             guard let dt = DType(name: t) else { throw TLError.usage("unknown dtype '\(t)'") }
             casts[n] = dt
         }
-        let r = try openRecords(a.positionals[0], readOptions(a))
         let outPath = a.positionals.count == 2 ? a.positionals[1] : (a.value("output") ?? "-")
+        if outPath.lowercased().hasSuffix(".onnx") || a.value("to")?.lowercased() == "onnx" {
+            return try exportONNX(a.positionals[0], outPath)
+        }
+        let r = try openRecords(a.positionals[0], readOptions(a))
         let w = try makeWriter(a, path: outPath, meta: r.streamMeta)
         w.select = a.value("name")
         w.csvHeader = a.has("header")
@@ -478,6 +482,15 @@ public enum TensorTool {
             guard missing.isEmpty else { throw TLError.data("--dtype names \(missing.sorted().joined(separator: ", ")), which the input does not have", file: r.fileName) }
         }
         p.finish()
+    }
+
+    /// A model file (.tlm) as an ONNX model.
+    static func exportONNX(_ inPath: String, _ outPath: String) throws {
+        let net = try Network.load(inPath).0
+        let bytes = try annotating(file: inPath) { try ONNXExport.model(net, producer: "tl", version: tlVersion) }
+        let o = try Output(outPath)
+        do { try o.write(bytes); try o.commit() } catch { o.abandon(); throw error }
+        Session.note("\(inPath): \(net.parameterCount) parameters as ONNX opset \(ONNXExport.opset), \(bytes.count) bytes")
     }
 
     // MARK: stats

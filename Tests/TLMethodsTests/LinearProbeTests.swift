@@ -274,6 +274,20 @@ final class LinearProbeTests: XCTestCase {
         XCTAssertThrowsError(try { while try bp.next() != nil {} }()) { XCTAssertEqual(($0 as? TLError)?.kind, .data) }
     }
 
+    /// The blocked objective sums fixed partials in order: any thread count, the same bits.
+    func testFitIsIndependentOfThreads() throws {
+        let (x, y) = blobs(n: 2000, d: 37, k: 4, seed: 21)
+        var c = LinearConfig()
+        c.maxIterations = 30
+        var fits: [[Float]] = []
+        for t in [1, 2, 3] {
+            c.threads = t
+            let f = try LinearProbe.fit(x: x, labels: y, classes: ["a", "b", "c", "d"], config: c)
+            fits.append(f.net.parameters[0].value.floats + f.net.parameters[1].value.floats)
+        }
+        XCTAssertEqual(fits[0], fits[1]); XCTAssertEqual(fits[0], fits[2])
+    }
+
     func testLabelsOutOfRangeAreDataErrors() {
         let (x, _) = blobs(n: 10, d: 2, k: 2, seed: 1)
         XCTAssertThrowsError(try LinearProbe.checkedLabels(Tensor([0, 1, 5] as [Int64]), 3, firstRow: 7)) { e in

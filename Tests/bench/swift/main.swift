@@ -120,6 +120,40 @@ if what.contains("infer") {
     let t = best(minTime: 1) { _ = try! net.forward(x, ctx) }
     print("infer\t\(f1(Double(batch) / t))")
 }
+if what.contains("fewclasses") {
+    // fewclasses ROWS: the linear-probe kernels over ROWS x 512 features, 10 classes, 2 threads
+    // in blocks of 256 rows; and the same on one 256-row block over and over (cache-resident).
+    let rows = Int(args[1])!, d = 512, k = 10, br = 256
+    let x = randomBuffer(rows * d, seed: 1), w = randomBuffer(k * d, seed: 2)
+    let c = randomBuffer(rows * k, seed: 3), g = randomBuffer(2 * k * d, seed: 4)
+    let px = UnsafeSendable(x), pc = UnsafeSendable(c), pg = UnsafeSendable(g), pw = UnsafeSendable(w)
+    let blocks = (rows + br - 1) / br
+    let ts = best(minTime: 1) {
+        Threads.parallelFor(2, threads: 2) { t in
+            var b = t
+            while b < blocks {
+                let r0 = b * br, m = min(rows, r0 + br) - r0
+                FewClasses.scores(m: m, n: k, k: d, a: px.value + r0 * d, lda: d, b: pw.value, ldb: d, c: pc.value + r0 * k, ldc: k)
+                b += 2
+            }
+        }
+    }
+    let tg = best(minTime: 1) {
+        Threads.parallelFor(2, threads: 2) { t in
+            var b = t
+            while b < blocks {
+                let r0 = b * br, m = min(rows, r0 + br) - r0
+                FewClasses.accumulateGradient(m: m, n: k, k: d, d: pc.value + r0 * k, ldd: k, a: px.value + r0 * d, lda: d, g: pg.value + t * k * d, ldg: d)
+                b += 2
+            }
+        }
+    }
+    let tc = best(minTime: 1) { FewClasses.scores(m: br, n: k, k: d, a: x, lda: d, b: w, ldb: d, c: c, ldc: k) }
+    let tgc = best(minTime: 1) { FewClasses.accumulateGradient(m: br, n: k, k: d, d: c, ldd: k, a: x, lda: d, g: g, ldg: d) }
+    let fl = 2.0 * Double(rows * d * k)
+    print("scores \(f1(fl / ts / 1e9)) GFLOP/s (\(f1(ts * 1e3)) ms), gradient \(f1(fl / tg / 1e9)) GFLOP/s (\(f1(tg * 1e3)) ms) over \(rows) rows, 2T")
+    print("cache-resident block, 1T: scores \(f1(2.0 * Double(br * d * k) / tc / 1e9)) GFLOP/s, gradient \(f1(2.0 * Double(br * d * k) / tgc / 1e9)) GFLOP/s")
+}
 if what.contains("gemm-tl") { rawGEMM("tl", nil) }
 if what.contains("gemm-blas") { rawGEMM("blas", blas) }
 if what.contains("conv") { benchConv() }

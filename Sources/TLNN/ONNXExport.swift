@@ -1,0 +1,158 @@
+import TLCore
+
+/// Writes a tl network as an ONNX model (opset 13, IR version 8) that any ONNX runtime runs
+/// with the same outputs.
+///
+/// The graph takes `input`, float [N, ...input.shape] in the units the model was trained on
+/// (0–255 for a model trained on u8 pixels), applies the model's input normalization (a Mul and
+/// an Add per channel) and ends in `logits` [N, classes]. Every layer's output is named after
+/// the layer (`conv1`, `relu3`, `block2`), parameters keep their names (`conv1.weight`) as
+/// initializers, and dropout (the identity at inference) is left out.
+public enum ONNXExport {
+    public static let opset = 13
+
+    public static func model(_ net: Network, producer: String, version: String) throws -> [UInt8] {
+        var g = ONNXGraph()
+        var x = "input"
+        let spec = net.input
+        if spec.scale != 1 || spec.mean.contains(where: { $0 != 0 }) || spec.std.contains(where: { $0 != 1 }) {
+            // (raw·scale − mean) / std = raw·a + b per normalization group.
+            let groups = max(spec.mean.count, spec.std.count)
+            let a = (0..<groups).map { spec.scale / spec.std[spec.std.count == 1 ? 0 : $0] }
+            let b = (0..<groups).map { -spec.mean[spec.mean.count == 1 ? 0 : $0] / spec.std[spec.std.count == 1 ? 0 : $0] }
+            let shape = groups == 1 ? [1] : (spec.shape.count == 3 ? [1, groups, 1, 1] : [1, groups])
+            let ca = g.constant("input.scale", Tensor(a, shape: shape)), cb = g.constant("input.shift", Tensor(b, shape: shape))
+            g.node("Mul", [x, ca], "input.scaled", name: "input.mul")
+            g.node("Add", ["input.scaled", cb], "input.normalized", name: "input.add")
+            x = "input.normalized"
+        }
+        for l in net.body.layers { x = try emit(l, x, &g) }
+        g.node("Identity", [x], "logits", name: "logits")
+
+        var m = ProtoWriter()
+        m.int(1, 8)                       // ir_version
+        m.string(2, producer)             // producer_name
+        m.string(3, version)              // producer_version
+        m.message(8) { o in o.string(1, ""); o.int(2, Int64(opset)) }   // opset_import
+        try m.message(7) { gp in          // graph
+            for n in g.nodes { n.withUnsafeBytes { gp.bytes(1, $0) } }
+            gp.string(2, "tl")
+            for (name, t) in g.initializers { try tensorProto(&gp, field: 5, name: name, t) }
+            valueInfo(&gp, field: 11, name: "input", dims: spec.shape)
+            valueInfo(&gp, field: 12, name: "logits", dims: [net.classes.count])
+        }
+        return m.bytes
+    }
+
+    /// Emits the nodes of layer `l` reading tensor `x`; returns the name of its output.
+    static func emit(_ l: Layer, _ x: String, _ g: inout ONNXGraph) throws -> String {
+        let out = l.name
+        switch l {
+        case let c as Conv2d:
+            let inputs = [x, g.parameter(c.weight)] + (c.bias.map { [g.parameter($0)] } ?? [])
+            g.node("Conv", inputs, out, name: out, attrs: [
+                ("kernel_shape", .ints([c.kernel, c.kernel])), ("strides", .ints([c.stride, c.stride])),
+                ("pads", .ints([c.pad, c.pad, c.pad, c.pad])), ("dilations", .ints([1, 1])), ("group", .int(c.groups))])
+        case let f as Linear:
+            g.node("Gemm", [x, g.parameter(f.weight), g.parameter(f.bias)], out, name: out, attrs: [("transB", .int(1))])
+        case let p as Pool2d:
+            g.node(p.kind == .max ? "MaxPool" : "AveragePool", [x], out, name: out,
+                   attrs: [("kernel_shape", .ints([p.kernel, p.kernel])), ("strides", .ints([p.stride, p.stride]))])
+        case is GlobalAvgPool:
+            g.node("GlobalAveragePool", [x], out + ".pooled", name: out + ".pool")
+            g.node("Flatten", [out + ".pooled"], out, name: out, attrs: [("axis", .int(1))])
+        case is Flatten:
+            g.node("Flatten", [x], out, name: out, attrs: [("axis", .int(1))])
+        case let b as BatchNorm:
+            g.node("BatchNormalization", [x, g.parameter(b.weight), g.parameter(b.bias), g.constant(b.name + ".running_mean", b.runningMean),
+                                          g.constant(b.name + ".running_var", b.runningVar)], out, name: out,
+                   attrs: [("epsilon", .float(b.eps))])
+        case is Dropout:
+            return x
+        case let a as Activation:
+            switch a.kind {
+            case .relu: g.node("Relu", [x], out, name: out)
+            case .leakyRelu(let s): g.node("LeakyRelu", [x], out, name: out, attrs: [("alpha", .float(s))])
+            case .sigmoid: g.node("Sigmoid", [x], out, name: out)
+            case .tanh: g.node("Tanh", [x], out, name: out)
+            case .relu6:
+                g.node("Clip", [x, g.constant("clip.min", Tensor([0] as [Float], shape: [])), g.constant("clip.max", Tensor([6] as [Float], shape: []))], out, name: out)
+            case .gelu:  // opset 13 has no Gelu: 0.5·x·(1 + erf(x/√2))
+                let r2 = g.constant("gelu.sqrt2", Tensor([Float(2).squareRoot()], shape: [])), one = g.constant("gelu.one", Tensor([1] as [Float], shape: []))
+                let half = g.constant("gelu.half", Tensor([0.5] as [Float], shape: []))
+                g.node("Div", [x, r2], out + ".scaled", name: out + ".div")
+                g.node("Erf", [out + ".scaled"], out + ".erf", name: out + ".erf")
+                g.node("Add", [out + ".erf", one], out + ".cdf2", name: out + ".add")
+                g.node("Mul", [x, out + ".cdf2"], out + ".prod", name: out + ".mul")
+                g.node("Mul", [out + ".prod", half], out, name: out)
+            }
+        case let s as Sequential:
+            return try s.layers.reduce(x) { try emit($1, $0, &g) }
+        case let r as Residual:
+            let a = try emit(r.body, x, &g)
+            let b = try r.shortcut.map { try emit($0, x, &g) } ?? x
+            g.node("Add", [a, b], r.postReLU ? out + ".sum" : out, name: out + ".add")
+            if r.postReLU { g.node("Relu", [out + ".sum"], out, name: out) }
+        default:
+            throw TLError.data("layer \(l.name) (\(l.spec)) has no ONNX form")
+        }
+        return out
+    }
+
+    static func tensorProto(_ w: inout ProtoWriter, field: Int, name: String, _ t: Tensor) throws {
+        guard t.dtype == .f32 else { throw TLError(.software, "ONNX export of a \(t.dtype.shortName) tensor") }
+        w.message(field) { p in
+            p.packed(1, t.shape.map { Int64($0) })   // dims
+            p.int(2, 1)                              // data_type FLOAT
+            p.string(8, name)
+            p.bytes(9, t.rawBytes)                   // raw_data, little-endian
+        }
+    }
+
+    /// A float tensor's name, element type and shape with a symbolic batch axis N.
+    static func valueInfo(_ w: inout ProtoWriter, field: Int, name: String, dims: [Int]) {
+        w.message(field) { v in
+            v.string(1, name)
+            v.message(2) { tp in tp.message(1) { tt in
+                tt.int(1, 1)
+                tt.message(2) { sh in
+                    sh.message(1) { d in d.string(2, "N") }
+                    for n in dims { sh.message(1) { d in d.int(1, Int64(n)) } }
+                }
+            } }
+        }
+    }
+}
+
+/// Nodes and initializers of an ONNX graph under construction.
+struct ONNXGraph {
+    enum Attr { case int(Int), ints([Int]), float(Float) }
+    var nodes: [[UInt8]] = []
+    var initializers: [(String, Tensor)] = []
+    var names = Set<String>()
+
+    mutating func node(_ op: String, _ inputs: [String], _ output: String, name: String, attrs: [(String, Attr)] = []) {
+        var n = ProtoWriter()
+        for i in inputs { n.string(1, i) }
+        n.string(2, output)
+        n.string(3, name)
+        n.string(4, op)
+        for (k, a) in attrs {
+            n.message(5) { p in
+                p.string(1, k)
+                switch a {
+                case .int(let v): p.int(3, Int64(v)); p.int(20, 2)
+                case .ints(let v): p.packed(8, v.map { Int64($0) }); p.int(20, 7)
+                case .float(let v): p.float(2, v); p.int(20, 1)
+                }
+            }
+        }
+        nodes.append(n.bytes)
+    }
+    mutating func parameter(_ p: Parameter) -> String { constant(p.name, p.value) }
+    /// An initializer (once per name).
+    mutating func constant(_ name: String, _ t: Tensor) -> String {
+        if names.insert(name).inserted { initializers.append((name, t)) }
+        return name
+    }
+}
