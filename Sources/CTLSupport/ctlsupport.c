@@ -18,6 +18,7 @@ int tl_cpu_features(void) {
     if (__builtin_cpu_supports("avx2")) f |= 1;
     if (__builtin_cpu_supports("fma")) f |= 2;
     if (__builtin_cpu_supports("f16c")) f |= 4;
+    if (__builtin_cpu_supports("avx512f")) f |= 8;
     return f;
 #else
     return 0;

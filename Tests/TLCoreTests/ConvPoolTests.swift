@@ -155,6 +155,22 @@ final class PoolTests: XCTestCase {
         }
     }
 
+    /// Inference max pooling (2×2, stride 2, no winner recorded) runs a SIMD path: the same
+    /// values as the recording path, at widths with and without a tail, NaN included.
+    func testMaxPoolInferencePathMatches() {
+        for (h, w) in [(28, 28), (8, 8), (24, 24), (7, 35), (2, 2), (10, 17)] {
+            let g = PoolGeometry(n: 2, c: 3, h: h, w: w, kernel: 2)
+            var x = randomFloats(g.n * g.c * h * w, seed: UInt64(h * w))
+            x[5] = .nan; x[h * w + 1] = .nan
+            var fast = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow), slow = fast
+            var am = [Int32](repeating: 0, count: fast.count)
+            Pool.maxForward(g, x: x, y: &fast, argmax: nil)
+            Pool.maxForward(g, x: x, y: &slow, argmax: &am)
+            for i in fast.indices { XCTAssertTrue(fast[i] == slow[i] || (fast[i].isNaN && slow[i].isNaN), "\(h)x\(w) [\(i)]") }
+            XCTAssertTrue(fast.contains { $0.isNaN }, "NaN propagates")
+        }
+    }
+
     func testGlobalAverage() {
         let x = randomFloats(2 * 3 * 5, seed: 3)
         var y = [Float](repeating: 0, count: 6)

@@ -87,4 +87,23 @@ final class GEMMTests: XCTestCase {
             }
         }
     }
+
+    /// Both micro-kernels (AVX2 6×16 and, where the CPU has it, AVX-512 12×16) pass every check
+    /// above and give the same bits.
+    func testBothKernelsGiveTheSameBits() throws {
+        let had = GEMM.avx512
+        defer { GEMM.useAVX512(had) }
+        GEMM.useAVX512(true)
+        guard GEMM.avx512 else { throw XCTSkip("this CPU has no AVX-512; only the AVX2 kernel can run") }
+        let shapes = [(13, 17, 31, false, false), (121, 33, 257, false, true), (250, 40, 300, true, false), (301, 260, 450, false, false),
+                      (25, 97, 7, true, true), (12, 16, 256, false, false)]
+        var wide: [[Float]] = []
+        for (m, n, k, ta, tb) in shapes { wide.append(check(m, n, k, ta: ta, tb: tb, alpha: 0.75, beta: 0.5, threads: 2)) }
+        testOddShapesAllTransposes(); testBlockBoundaries(); testAlphaBeta(); testThreadCountDoesNotChangeBits()
+        GEMM.useAVX512(false)
+        for (i, (m, n, k, ta, tb)) in shapes.enumerated() {
+            XCTAssertEqual(wide[i], check(m, n, k, ta: ta, tb: tb, alpha: 0.75, beta: 0.5, threads: 2), "\(m)x\(k)x\(n): AVX-512 and AVX2 differ")
+        }
+        testOddShapesAllTransposes(); testBlockBoundaries(); testAlphaBeta(); testThreadCountDoesNotChangeBits()
+    }
 }

@@ -4,8 +4,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Bit set of CPU features this process may use: 1 = AVX2, 2 = FMA, 4 = F16C.
+/// Bit set of CPU features this process may use: 1 = AVX2, 2 = FMA, 4 = F16C, 8 = AVX-512F
+/// (CPU and OS support, as the compiler runtime checks them).
 int tl_cpu_features(void);
+
+/// The GEMM micro-kernel for AVX-512 CPUs: C[m×n] (m ≤ 12, n ≤ 16) = alpha·A·B (store) or
+/// += alpha·A·B, A packed kc×12, B packed kc×16. Call only when tl_cpu_features() has bit 8.
+/// Per element the same arithmetic as the Swift 6×16 kernel (see gemm_avx512.c).
+void tl_sgemm_kernel_12x16_avx512(long kc, const float *a, const float *b, float *c, long ldc,
+                                  float alpha, int store, int m, int n);
 
 /// 1 when this binary was built for x86-64-v3 (AVX2 + FMA) and so refuses to start without it.
 int tl_build_requires_x86_64_v3(void);

@@ -1,4 +1,5 @@
 import CTLSupport
+import Glibc
 
 /// Single-precision matrix multiply, C = α·op(A)·op(B) + β·C, row-major, as BLAS's sgemm.
 ///
@@ -35,7 +36,18 @@ import CTLSupport
 /// pointers must cover the described matrices. β = 0 overwrites C without reading it (NaNs in C
 /// do not propagate), as BLAS specifies.
 public enum GEMM {
-    public static let mr = 6, nr = 16
+    /// The 12×16 AVX-512 micro-kernel (in the C target) runs instead of the 6×16 AVX2 one when
+    /// the CPU and OS support AVX-512; `TL_AVX512=off` turns it off. Results are the same bits
+    /// either way (the same fused multiply-adds per element, in the same order).
+    nonisolated(unsafe) public private(set) static var avx512: Bool = {
+        if let e = getenv("TL_AVX512"), String(cString: e) == "off" { return false }
+        return tl_cpu_features() & 8 != 0
+    }()
+    /// For tests: choose the kernel (only when the CPU has AVX-512 can it be turned on).
+    public static func useAVX512(_ on: Bool) { avx512 = on && tl_cpu_features() & 8 != 0 }
+    /// Rows of the micro-tile (and of packed A panels): 12 with AVX-512, else 6.
+    public static var mr: Int { avx512 ? 12 : 6 }
+    public static let nr = 16
     /// Software prefetch distance into the packed A panel (16 k-steps ahead); measured to help
     /// most when both cores run GEMM (1024³, 2 threads: about 110 → 130 GFLOP/s, noisy machine).
     static let prefetchA = 384
@@ -148,7 +160,9 @@ public enum GEMM {
                 while ir < mcb {
                     let mrb = min(mr, mcb - ir)
                     let ct = c + (ic + ir) * ldc + jc + jr
-                    if mrb == mr && nrb == nr {
+                    if avx512 {
+                        tl_sgemm_kernel_12x16_avx512(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store ? 1 : 0, Int32(mrb), Int32(nrb))
+                    } else if mrb == mr && nrb == nr {
                         kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store)
                     } else {
                         edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store, mrb, nrb)
@@ -268,11 +282,11 @@ public enum GEMM {
         }
     }
 
-    /// C[6×16] += α · Apanel · Bpanel (or = with `store`), on a full tile.
+    /// C[6×16] += α · Apanel · Bpanel (or = with `store`), on a full tile (the AVX2 kernel).
     @inline(__always)
     static func kernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool) {
-        tile(kc, a, b, c, ldc, alpha, store, mr, nr)
+        tile(kc, a, b, c, ldc, alpha, store, 6, nr)
     }
 
     /// A partial tile (fewer than 6 rows or 16 columns of C): the same arithmetic, with only the
@@ -308,7 +322,7 @@ public enum GEMM {
             c50.addProduct(x, b0); c51.addProduct(x, b1)
             pa += 24; pb += 64
         }
-        if m == mr && n == nr {
+        if m == 6 && n == nr {
             let al = V(repeating: alpha)
             @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V) {
                 let p = UnsafeMutableRawPointer(c + r * ldc)

@@ -54,6 +54,29 @@ public enum Pool {
         Threads.parallelFor(g.n * g.c, threads: planeThreads(g, threads)) { p in
             let xs = px.value + p * hw, ys = py.value + p * oh * ow
             let am = pa.value.map { $0 + p * oh * ow }
+            if simple2x2 && am == nil {
+                // Inference: no winner to record. Vertical max of the two input rows, then of the
+                // even and odd lanes, 8 outputs per step (NaN wins, as below).
+                typealias V = SIMD16<Float>
+                @inline(__always) func vmax(_ a: V, _ b: V) -> V { a.replacing(with: b, where: (b .> a) .| (b .!= b)) }
+                for r in 0..<oh {
+                    let r0 = UnsafeRawPointer(xs + 2 * r * g.w), r1 = UnsafeRawPointer(xs + (2 * r + 1) * g.w), out = ys + r * ow
+                    var q = 0
+                    while q + 8 <= ow {
+                        let v = vmax(r0.loadUnaligned(fromByteOffset: 8 * q, as: V.self), r1.loadUnaligned(fromByteOffset: 8 * q, as: V.self))
+                        let e = v.evenHalf, o = v.oddHalf
+                        UnsafeMutableRawPointer(out + q).storeBytes(of: e.replacing(with: o, where: (o .> e) .| (o .!= o)), as: SIMD8<Float>.self)
+                        q += 8
+                    }
+                    let a0 = r0.assumingMemoryBound(to: Float.self), a1 = r1.assumingMemoryBound(to: Float.self)
+                    while q < ow {
+                        @inline(__always) func m(_ a: Float, _ b: Float) -> Float { b > a || (b.isNaN && !a.isNaN) ? b : a }
+                        out[q] = m(m(a0[2 * q], a1[2 * q]), m(a0[2 * q + 1], a1[2 * q + 1]))
+                        q += 1
+                    }
+                }
+                return
+            }
             if simple2x2 {
                 // The common case (every CNN here): no clipping, four candidates per output.
                 // Same winner rule as the general loop: the first maximum, NaN wins.
