@@ -55,6 +55,9 @@ public struct Context {
 /// A layer: explicit forward and backward. Forward caches what backward needs; backward
 /// accumulates parameter gradients and returns the input gradient (nil when not needed).
 /// Shapes include the batch axis first.
+///
+/// In evaluation mode (`ctx.training` false) forward writes no state of the layer, so several
+/// threads may run one network on different inputs at once (inference splits batches so).
 public protocol Layer: AnyObject {
     /// The layer's name within its network (`conv1`, `block2.conv1`); parameters are `name.weight`.
     var name: String { get }

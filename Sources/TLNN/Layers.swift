@@ -97,9 +97,9 @@ public final class Conv2d: Layer, Initializable {
         let y = Tensor.f32([g.n, g.oc, g.oh, g.ow], zero: false)
         // Training keeps the im2col matrices for backward (when the weights will need them).
         let keep = ctx.training && !weight.frozen && Conv.columnCount(g) > 0
-        columns = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
-        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: columns?.f32, threads: ctx.threads)
-        if ctx.training { self.x = x }
+        let cols = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
+        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: cols?.f32, threads: ctx.threads)
+        if ctx.training { self.x = x; columns = cols }
         return y
     }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
@@ -137,7 +137,7 @@ public final class Pool2d: Layer {
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         let g = try geometry(x.shape)
         let y = Tensor.f32([g.n, g.c, g.oh, g.ow], zero: false)
-        inShape = x.shape
+        if ctx.training { inShape = x.shape }
         switch kind {
         case .avg: Pool.avgForward(g, x: x.f32, y: y.f32, threads: ctx.threads)
         case .max where ctx.training:
@@ -173,7 +173,7 @@ public final class GlobalAvgPool: Layer {
         let o = try outputShape(x.shape)
         let y = Tensor.f32(o, zero: false)
         Pool.globalAvgForward(planes: o[0] * o[1], size: x.shape[2] * x.shape[3], x: x.f32, y: y.f32)
-        inShape = x.shape
+        if ctx.training { inShape = x.shape }
         return y
     }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
@@ -191,7 +191,10 @@ public final class Flatten: Layer {
     public init(_ name: String) { self.name = name }
     public var spec: String { "flatten" }
     public func outputShape(_ s: [Int]) throws -> [Int] { [s.first ?? 1, perSample(s)] }
-    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { inShape = x.shape; return x.reshaped(try outputShape(x.shape)) }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+        if ctx.training { inShape = x.shape }
+        return x.reshaped(try outputShape(x.shape))
+    }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? { needInputGrad ? dy.reshaped(inShape) : nil }
 }
 
@@ -253,7 +256,8 @@ public final class Dropout: Layer {
     public var spec: String { "dropout\(p)" }
     public func outputShape(_ s: [Int]) throws -> [Int] { s }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
-        guard ctx.training, p > 0 else { mask = nil; return x }
+        guard ctx.training else { return x }
+        guard p > 0 else { mask = nil; return x }
         var rng = RNG(seed: ctx.seed &+ ctx.step &* 0x9E37_79B9, stream: stream)
         let m = Tensor.f32(x.shape, zero: false), y = Tensor.f32(x.shape, zero: false), keep = 1 / (1 - p)
         for i in 0..<x.count { m.f32[i] = rng.uniform() < p ? 0 : keep; y.f32[i] = x.f32[i] * m.f32[i] }
@@ -311,7 +315,7 @@ public final class BatchNorm: Layer {
         } else {
             for j in 0..<c { mean[j] = runningMean.f32[j]; variance[j] = runningVar.f32[j] }
         }
-        invstd = variance.map { 1 / ($0 + eps).squareRoot() }
+        let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
         let y = Tensor.f32(x.shape, zero: false), xh = ctx.training ? Tensor.f32(x.shape, zero: false) : nil
         for i in 0..<n {
             for j in 0..<c {
@@ -325,7 +329,7 @@ public final class BatchNorm: Layer {
                 }
             }
         }
-        xhat = xh; usedBatchStats = batch
+        if ctx.training { xhat = xh; usedBatchStats = batch; self.invstd = invstd }
         return y
     }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {

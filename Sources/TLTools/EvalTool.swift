@@ -24,7 +24,7 @@ public enum EvalTool {
             Option("top-k", "k", value: "K", help: "also report top-K accuracy (default 5 when there are more than 5 classes)"),
             Option("json", help: "the report as one JSON object"),
             Option("predict", help: "write a stream with pred and prob (or score) records instead of a report"),
-            Option("batch", "b", value: "N", help: "rows per forward pass (default 64)"),
+            Option("batch", "b", value: "N", help: "rows per forward pass, per thread (default 32)"),
             Option("threads", "j", value: "N", help: "threads (default: all CPUs)"),
             Option("output", "o", value: "FILE", help: "write the report or the predictions to FILE (default: stdout)"),
         ])
@@ -36,13 +36,17 @@ public enum EvalTool {
         let path = a.positionals.first ?? "-"
         let threads = try a.int("threads", default: Threads.count, min: 1)
         Threads.count = threads
-        let batch = try a.int("batch", default: 64, min: 1)
+        let batch = try a.int("batch", default: 32, min: 1)
         let model = try a.value("model").map { p in (try Network.load(p).0, p) }
         let predict = a.has("predict")
         if predict && model == nil { throw TLError.usage("--predict needs --model") }
         if predict && a.has("json") { throw TLError.usage("--predict writes a stream; --json is for the report") }
         let topArg = try a.value("top-k").map { _ in try a.int("top-k", default: 5, min: 1) }
 
+        // The whole network, run as tl-extract runs a cut of it (threads split the rows).
+        let runner = try model.map { m in
+            try annotating(file: m.1) { try FeatureExtractor(net: m.0, layer: m.0.body.layers.last?.name, activation: false, batch: batch, threads: threads) }
+        }
         let reader = try openRecords(path)
         // Ranked classes per row (kmax each), labels, and the class names as found.
         var kmax = max(topArg ?? 5, 1)
@@ -64,16 +68,16 @@ public enum EvalTool {
                 switch r.name {
                 case "x" where model != nil:
                     let (net, mp) = model!
+                    guard let ex = runner else { break }
+                    guard ex.cut.shape == [net.classes.count] else {
+                        throw TLError.data("the model's output is \(shapeString(ex.cut.shape)), not one score per class", file: mp)
+                    }
                     kmax = min(kmax, net.classes.count)
+                    // Chunks of 4096 rows: bounded memory, both threads busy.
                     var i = 0
                     while i < t.rows {
-                        let j = min(t.rows, i + batch)
-                        let logits = try annotating(file: reader.fileName, location: "x rows \(i)..<\(j)") {
-                            try net.forward(try net.prepare(t.rows(i..<j), threads: threads), Context(training: false, threads: threads))
-                        }
-                        guard logits.rank == 2, logits.shape[1] == net.classes.count else {
-                            throw TLError.data("the model's output is \(shapeString(logits.shape)), not one score per class", file: mp)
-                        }
+                        let j = min(t.rows, i + 4096)
+                        let logits = try annotating(file: reader.fileName, location: "x rows \(i)..<\(j)") { try ex.features(t.rows(i..<j)) }
                         ClassificationReport.rank(rows: j - i, classes: net.classes.count, scores: logits.f32, k: kmax, into: &ranked)
                         if let w = writer { try writePredictions(w, logits, svm: svm, ranked: ranked, k: kmax) }
                         progress.advance(j - i)

@@ -22,7 +22,7 @@ public enum ExtractTool {
             Option("layer", "l", value: "NAME", help: "the layer whose output to write (default: the one before the classifier)"),
             Option("no-activation", help: "do not apply the activation that follows the layer (default: apply it, e.g. fc1 then relu)"),
             Option("list-layers", help: "print the layers, their output shapes and the default, then exit"),
-            Option("batch", "b", value: "N", help: "images per forward pass (default 64)"),
+            Option("batch", "b", value: "N", help: "images per forward pass, per thread (default 32)"),
             Option("dtype", value: "TYPE", help: "f32 or f16 (half the size; default f32)"),
             Option("threads", "j", value: "N", help: "threads (default: all CPUs)"),
             Option("output", "o", value: "FILE", help: "write to FILE (format from its extension: .tlt, .npy, .npz, ...; default: stdout)"),
@@ -38,7 +38,7 @@ public enum ExtractTool {
         if a.has("list-layers") { try writeStdout(try layerList(net, modelPath)); return }
         let ex = try annotating(file: modelPath) {
             try FeatureExtractor(net: net, layer: a.value("layer"), activation: !a.has("no-activation"),
-                                 batch: try a.int("batch", default: 64, min: 1), threads: threads)
+                                 batch: try a.int("batch", default: 32, min: 1), threads: threads)
         }
         let outType: DType
         switch a.value("dtype") ?? "f32" {

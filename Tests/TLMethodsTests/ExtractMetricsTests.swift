@@ -91,6 +91,14 @@ final class ExtractTests: XCTestCase {
         XCTAssertTrue((0..<f.count).allSatisfy { f.f32[$0] >= 0 }, "after the ReLU")
         let whole = try FeatureExtractor(net: n, layer: "fc1", batch: 256, threads: 2).features(raw)
         XCTAssertTrue(whole.bitwiseEqual(f))
+        // Rows split over 3 threads in batches of 2 (several parts, uneven): the same bits.
+        let split = try FeatureExtractor(net: n, layer: "fc1", batch: 2, threads: 3).features(raw)
+        XCTAssertTrue(split.bitwiseEqual(f))
+        // A network with batch normalization and a residual block, at the logits.
+        let res = try net("resnet-small")
+        let a = try FeatureExtractor(net: res, layer: "fc1", activation: false, batch: 7, threads: 1).features(raw)
+        let b = try FeatureExtractor(net: res, layer: "fc1", activation: false, batch: 3, threads: 2).features(raw)
+        XCTAssertTrue(a.bitwiseEqual(b))
     }
 
     /// Gray images for an RGB network get three equal channels; other sizes are resized.

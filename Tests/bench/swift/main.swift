@@ -3,6 +3,7 @@
 import Glibc
 import TLCore
 import TLNN
+import TLMethods
 
 func f1(_ x: Double) -> String { var b = [CChar](repeating: 0, count: 32); _ = withVaList([x]) { vsnprintf(&b, 32, "%.1f", $0) }; return String(cString: b) }
 func f2(_ x: Double) -> String { var b = [CChar](repeating: 0, count: 32); _ = withVaList([x]) { vsnprintf(&b, 32, "%.2f", $0) }; return String(cString: b) }
@@ -111,14 +112,16 @@ if !quick { print("peak\t\(f2(peak1))\t\(f2(peak2))"); print("FMA peak: \(f1(pea
 if what.contains("blas-info") { print(SystemBLAS.load()?.description ?? "not found (apt-get install libopenblas0)") }
 if what.contains("infer") {
     // infer MODEL BATCH: forward passes (evaluation mode) on random inputs, images/s.
+    // The way tl-extract and tl-eval run a network: rows split over the threads, each thread
+    // running its part BATCH at a time (here 2 threads x 8 batches; input normalization included).
     let (net, _, _) = try! Network.load(args[1])
     let batch = Int(args[2])!
-    let x = Tensor.f32([batch] + net.input.shape)
+    let x = Tensor.f32([16 * batch] + net.input.shape)
     var r = RNG(seed: 1)
     for i in 0..<x.count { x.f32[i] = r.uniform() }
-    let ctx = Context(training: false, threads: 2)
-    let t = best(minTime: 1) { _ = try! net.forward(x, ctx) }
-    print("infer\t\(f1(Double(batch) / t))")
+    let ex = try! FeatureExtractor(net: net, layer: net.body.layers.last!.name, activation: false, batch: batch, threads: 2)
+    let t = best(minTime: 1) { _ = try! ex.features(x) }
+    print("infer\t\(f1(Double(16 * batch) / t))")
 }
 if what.contains("fewclasses") {
     // fewclasses ROWS: the linear-probe kernels over ROWS x 512 features, 10 classes, 2 threads
