@@ -8,7 +8,8 @@ public final class Storage: @unchecked Sendable {
     public let byteCount: Int
     private let owner: AnyObject?
     private let mapped: Bool
-    private var pooled = false
+    /// For pooled storage: the size of the pool buffer (at least byteCount), 0 otherwise.
+    private var poolSize = 0
 
     /// Buffers at least this large come from anonymous mmap: page-aligned and zeroed lazily by
     /// the kernel, so a reader that allocates for a record and then finds the input truncated
@@ -51,17 +52,17 @@ public final class Storage: @unchecked Sendable {
     /// `zero` is false (the caller overwrites every byte).
     public init(pooledZeroedBytes byteCount: Int, zero: Bool = true) {
         precondition(byteCount >= 0)
-        let size = BufferPool.roundUp(byteCount)
-        if let p = BufferPool.shared.take(size) {
+        var size = BufferPool.roundUp(byteCount)
+        if let (p, got) = BufferPool.shared.take(size) {
             if zero { memset(p, 0, byteCount) }
-            base = p
+            base = p; size = got
         } else {
             var p: UnsafeMutableRawPointer? = nil
             guard posix_memalign(&p, 4096, max(size, 1)) == 0, let q = p else { fatalError("out of memory allocating \(size) bytes") }
             memset(q, 0, max(size, 1))
             base = q
         }
-        self.byteCount = byteCount; owner = nil; mapped = false; pooled = true
+        self.byteCount = byteCount; owner = nil; mapped = false; poolSize = size
     }
 
     /// For a tensor viewing a mapped file: drop the resident pages of bytes [offset, offset +
@@ -77,7 +78,7 @@ public final class Storage: @unchecked Sendable {
 
     deinit {
         if owner != nil { return }
-        if pooled { BufferPool.shared.give(base, BufferPool.roundUp(byteCount)); return }
+        if poolSize > 0 { BufferPool.shared.give(base, poolSize); return }
         if mapped { munmap(base, byteCount) } else { free(base) }
     }
 }
@@ -91,11 +92,19 @@ final class BufferPool: @unchecked Sendable {
     var idle = 0
     init() { pthread_mutex_init(&lock, nil) }
     static func roundUp(_ n: Int) -> Int { (n + 4095) & ~4095 }
-    func take(_ size: Int) -> UnsafeMutableRawPointer? {
+    /// An idle buffer of `size` bytes, or else the smallest idle one up to twice as large (the
+    /// last, smaller batch of an epoch then reuses the full batch's buffers instead of faulting
+    /// in a second set); with its actual size.
+    func take(_ size: Int) -> (UnsafeMutableRawPointer, Int)? {
         pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        guard let p = free[size]?.popLast() else { return nil }
-        idle -= size
-        return p
+        var got = size
+        if free[size]?.isEmpty ?? true {
+            guard let k = free.keys.filter({ $0 > size && $0 <= 2 * size && !(free[$0]!.isEmpty) }).min() else { return nil }
+            got = k
+        }
+        guard let p = free[got]?.popLast() else { return nil }
+        idle -= got
+        return (p, got)
     }
     func give(_ p: UnsafeMutableRawPointer, _ size: Int) {
         pthread_mutex_lock(&lock)

@@ -162,12 +162,25 @@ final class PoolTests: XCTestCase {
             let g = PoolGeometry(n: 2, c: 3, h: h, w: w, kernel: 2)
             var x = randomFloats(g.n * g.c * h * w, seed: UInt64(h * w))
             x[5] = .nan; x[h * w + 1] = .nan
+            for i in stride(from: 7, to: x.count, by: 13) { x[i] = x[i - 1] }   // ties
             var fast = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow), slow = fast
             var am = [Int32](repeating: 0, count: fast.count)
             Pool.maxForward(g, x: x, y: &fast, argmax: nil)
             Pool.maxForward(g, x: x, y: &slow, argmax: &am)
             for i in fast.indices { XCTAssertTrue(fast[i] == slow[i] || (fast[i].isNaN && slow[i].isNaN), "\(h)x\(w) [\(i)]") }
             XCTAssertTrue(fast.contains { $0.isNaN }, "NaN propagates")
+            // The recorded winners (a SIMD path at these widths): the first maximum in the order
+            // top-left, top-right, bottom-left, bottom-right, a NaN over any number; ties included.
+            for p in 0..<(g.n * g.c) {
+                for r in 0..<g.oh {
+                    for q in 0..<g.ow {
+                        let base = p * h * w, cand = [2 * r * w + 2 * q, 2 * r * w + 2 * q + 1, (2 * r + 1) * w + 2 * q, (2 * r + 1) * w + 2 * q + 1]
+                        var at = cand[0]
+                        for c in cand.dropFirst() where x[base + c] > x[base + at] || (x[base + c].isNaN && !x[base + at].isNaN) { at = c }
+                        XCTAssertEqual(Int(am[(p * g.oh + r) * g.ow + q]), at, "\(h)x\(w) plane \(p) (\(r), \(q))")
+                    }
+                }
+            }
         }
     }
 

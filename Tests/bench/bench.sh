@@ -122,10 +122,11 @@ bench_train() {
   tl-tensor stack "$D/train-images-idx3-ubyte.gz" "$D/train-labels-idx1-ubyte.gz" -o "$OUT/t60k.tlt"
   tl-tensor head -n 20000 "$OUT/t60k.tlt" -o "$OUT/t20k.tlt"
   tl-tensor head -n 4000 "$OUT/t60k.tlt" -o "$OUT/t4k.tlt"
+  tl-tensor head -n 10000 "$OUT/t60k.tlt" -o "$OUT/t10k.tlt"
   local havetorch=0; $SYSPY -c 'import torch' 2>/dev/null && havetorch=1
   [ $havetorch = 1 ] || echo "  PyTorch: not installed (apt-get install python3-torch); tl figures only"
   printf "  %-10s %6s %14s %14s %7s %14s %14s %7s %12s %12s\n" arch batch "tl train/s" "torch train/s" ratio "tl infer/s" "torch infer/s" ratio "tl RSS MiB" "torch RSS"
-  for cfg in "lenet5 64 t20k 20000" "lenet5 256 t20k 20000" "cnn-small 64 t4k 4000" "cnn-small 256 t4k 4000"; do
+  for cfg in "lenet5 64 t20k 20000" "lenet5 256 t20k 20000" "cnn-small 64 t10k 10000" "cnn-small 256 t10k 10000"; do
     set -- $cfg
     local rss; rss=$(peak_rss_kb tl-train -q --threads 2 --arch "$1" --batch "$2" --epochs 1 --log "$OUT/log.csv" "$OUT/$3.tlt" -o "$OUT/m.tlm")
     local tr; tr=$(tail -1 "$OUT/log.csv" | cut -d, -f7)
@@ -142,7 +143,7 @@ bench_train() {
   r1e=$(peak_rss_kb tl-train -q --arch lenet5 --epochs 1 "$OUT/t4k.tlt" -o "$OUT/m.tlm")
   r3e=$(peak_rss_kb tl-train -q --arch lenet5 --epochs 4 "$OUT/t4k.tlt" -o "$OUT/m.tlm")
   echo "  lenet5 peak RSS: $((r1e / 1024)) MiB after 1 epoch, $((r3e / 1024)) MiB after 4"
-  rm -f "$OUT"/t60k.tlt "$OUT"/t20k.tlt "$OUT"/t4k.tlt "$OUT"/m.tlm
+  rm -f "$OUT"/t60k.tlt "$OUT"/t20k.tlt "$OUT"/t10k.tlt "$OUT"/t4k.tlt "$OUT"/m.tlm
 }
 
 fmnist_test() {

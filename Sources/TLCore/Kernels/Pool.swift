@@ -77,6 +77,41 @@ public enum Pool {
                 }
                 return
             }
+            if simple2x2, let am = am {
+                // Training: 8 outputs per step with their winners, candidates in the order of the
+                // general loop (row 0 left, right, row 1 left, right; the first maximum, NaN wins).
+                typealias V = SIMD8<Float>; typealias I = SIMD8<Int32>
+                let lane = I(0, 2, 4, 6, 8, 10, 12, 14)
+                for r in 0..<oh {
+                    let top = UnsafeRawPointer(xs + 2 * r * g.w), bottom = UnsafeRawPointer(xs + (2 * r + 1) * g.w), out = ys + r * ow
+                    var q = 0
+                    while q + 8 <= ow {
+                        let t = top.loadUnaligned(fromByteOffset: 8 * q, as: SIMD16<Float>.self)
+                        let b = bottom.loadUnaligned(fromByteOffset: 8 * q, as: SIMD16<Float>.self)
+                        let i0 = lane &+ Int32(2 * r * g.w + 2 * q)
+                        var best: V = t.evenHalf, at = i0
+                        @inline(__always) func visit(_ v: V, _ i: I) {
+                            let win = (v .> best) .| ((v .!= v) .& (best .== best))
+                            best.replace(with: v, where: win); at.replace(with: i, where: win)
+                        }
+                        visit(t.oddHalf, i0 &+ 1); visit(b.evenHalf, i0 &+ Int32(g.w)); visit(b.oddHalf, i0 &+ Int32(g.w + 1))
+                        UnsafeMutableRawPointer(out + q).storeBytes(of: best, as: V.self)
+                        UnsafeMutableRawPointer(am + r * ow + q).storeBytes(of: at, as: I.self)
+                        q += 8
+                    }
+                    let r0 = xs + 2 * r * g.w, r1 = r0 + g.w
+                    while q < ow {
+                        var best = r0[2 * q], at = 2 * r * g.w + 2 * q
+                        @inline(__always) func visit(_ v: Float, _ i: Int) {
+                            if v > best || (v.isNaN && !best.isNaN) { best = v; at = i }
+                        }
+                        visit(r0[2 * q + 1], at + 1); visit(r1[2 * q], 2 * r * g.w + g.w + 2 * q); visit(r1[2 * q + 1], 2 * r * g.w + g.w + 2 * q + 1)
+                        out[q] = best; am[r * ow + q] = Int32(at)
+                        q += 1
+                    }
+                }
+                return
+            }
             if simple2x2 {
                 // The common case (every CNN here): no clipping, four candidates per output.
                 // Same winner rule as the general loop: the first maximum, NaN wins.
