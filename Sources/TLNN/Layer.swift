@@ -3,7 +3,8 @@ import TLCore
 /// A trainable tensor with its gradient. Names are dotted paths (`conv1.weight`) that the model
 /// file, `--freeze` and PyTorch state dicts share.
 public final class Parameter {
-    public let name: String
+    /// Set when built; an imported graph renames its parameters to the file's tensor names.
+    public internal(set) var name: String
     public var value: Tensor
     public var grad: Tensor
     /// Frozen parameters get no gradient and no optimizer state; their layer skips that work.

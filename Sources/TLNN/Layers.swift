@@ -13,20 +13,20 @@ public protocol Initializable { func initialize(_ rng: inout RNG) }
 
 // MARK: Linear
 
-/// y = x·Wᵀ + b, W [out, in] (PyTorch's layout). Input [N, in] or [N, ...] flattened.
+/// y = x·Wᵀ + b, W [out, in] (PyTorch's layout), b optional. Input [N, in] or [N, ...] flattened.
 public final class Linear: Layer, Initializable {
     public let name: String
     public let inFeatures: Int, outFeatures: Int
-    public let weight: Parameter, bias: Parameter
+    public let weight: Parameter, bias: Parameter?
     var x: Tensor?
-    public init(_ name: String, _ inFeatures: Int, _ outFeatures: Int) {
+    public init(_ name: String, _ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
         self.name = name; self.inFeatures = inFeatures; self.outFeatures = outFeatures
         weight = Parameter("\(name).weight", shape: [outFeatures, inFeatures])
-        bias = Parameter("\(name).bias", shape: [outFeatures], decays: false)
+        self.bias = bias ? Parameter("\(name).bias", shape: [outFeatures], decays: false) : nil
     }
-    public var spec: String { "fc\(outFeatures)" }
-    public var parameters: [Parameter] { [weight, bias] }
-    public func initialize(_ rng: inout RNG) { uniformInit(weight, fanIn: inFeatures, &rng); uniformInit(bias, fanIn: inFeatures, &rng) }
+    public var spec: String { "fc\(outFeatures)" + (bias == nil ? "-nobias" : "") }
+    public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+    public func initialize(_ rng: inout RNG) { uniformInit(weight, fanIn: inFeatures, &rng); if let b = bias { uniformInit(b, fanIn: inFeatures, &rng) } }
     public func outputShape(_ s: [Int]) throws -> [Int] {
         guard s.count >= 2, perSample(s) == inFeatures else { throw shapeError(self, "expects \(inFeatures) input features, got \(shapeString(Array(s.dropFirst())))") }
         return [s[0], outFeatures]
@@ -36,7 +36,7 @@ public final class Linear: Layer, Initializable {
         let y = Tensor.f32([n, outFeatures], zero: false)
         GEMM.sgemm(transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x.f32, lda: inFeatures,
                    b: weight.v, ldb: inFeatures, beta: 0, c: y.f32, ldc: outFeatures, threads: ctx.threads)
-        Elementwise.addBias(rows: n, cols: outFeatures, bias: bias.v, y: y.f32)
+        if let b = bias { Elementwise.addBias(rows: n, cols: outFeatures, bias: b.v, y: y.f32) }
         if ctx.training { self.x = x }
         return y
     }
@@ -48,7 +48,7 @@ public final class Linear: Layer, Initializable {
             GEMM.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: n, alpha: 1, a: dy.f32, lda: outFeatures,
                        b: x.f32, ldb: inFeatures, beta: 1, c: weight.g, ldc: inFeatures, threads: ctx.threads)
         }
-        if !bias.frozen { Elementwise.columnSums(rows: n, cols: outFeatures, x: dy.f32, out: bias.g) }
+        if let b = bias, !b.frozen { Elementwise.columnSums(rows: n, cols: outFeatures, x: dy.f32, out: b.g) }
         guard needInputGrad else { return nil }
         let dx = Tensor.f32(x.shape, zero: false)
         GEMM.sgemm(transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, alpha: 1, a: dy.f32, lda: outFeatures,
@@ -61,17 +61,32 @@ public final class Linear: Layer, Initializable {
 
 public final class Conv2d: Layer, Initializable {
     public let name: String
-    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, pad: Int, groups: Int
+    public let inChannels: Int, outChannels: Int, groups: Int
+    /// Kernel, strides, per-side padding and dilation (a template: n, h and w come from the input).
+    public let shape: ConvGeometry
+    public var kernel: Int { shape.kh }
+    public var stride: Int { shape.strideH }
+    public var pad: Int { shape.padTop }
     public let weight: Parameter, bias: Parameter?
     var x: Tensor?, columns: Tensor?
-    public init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
-        self.name = name; self.inChannels = inChannels; self.outChannels = outChannels
-        self.kernel = kernel; self.stride = stride; self.pad = pad; self.groups = groups
-        weight = Parameter("\(name).weight", shape: [outChannels, inChannels / groups, kernel, kernel])
+    public convenience init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
+        self.init(name, inChannels, outChannels, geometry: ConvGeometry(n: 1, c: inChannels, h: 1, w: 1, oc: outChannels, kh: kernel, kw: kernel,
+                                                                         stride: stride, pad: pad, groups: groups), bias: bias)
+    }
+    /// Any geometry: rectangular kernels, a stride and a dilation per axis, four pads (ONNX's).
+    public init(_ name: String, _ inChannels: Int, _ outChannels: Int, geometry g: ConvGeometry, bias: Bool = true) {
+        self.name = name; self.inChannels = inChannels; self.outChannels = outChannels; groups = g.groups
+        shape = g
+        weight = Parameter("\(name).weight", shape: [outChannels, inChannels / g.groups, g.kh, g.kw])
         self.bias = bias ? Parameter("\(name).bias", shape: [outChannels], decays: false) : nil
     }
+    /// Square kernel, equal strides and pads, no dilation: what the spec language writes.
+    var isSimple: Bool {
+        shape.kh == shape.kw && shape.strideH == shape.strideW && shape.dilationH == 1 && shape.dilationW == 1 &&
+            Set([shape.padTop, shape.padLeft, shape.padBottom, shape.padRight]).count == 1
+    }
     public var spec: String {
-        var s = "conv\(kernel)x\(kernel)-\(outChannels)"
+        var s = "conv\(shape.kh)x\(shape.kw)-\(outChannels)"
         if pad != kernel / 2 { s += "-p\(pad)" }
         if stride != 1 { s += "-s\(stride)" }
         if groups != 1 { s += "-g\(groups)" }
@@ -80,14 +95,15 @@ public final class Conv2d: Layer, Initializable {
     }
     public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
     public func initialize(_ rng: inout RNG) {
-        let fan = inChannels / groups * kernel * kernel
+        let fan = inChannels / groups * shape.kh * shape.kw
         uniformInit(weight, fanIn: fan, &rng); if let b = bias { uniformInit(b, fanIn: fan, &rng) }
     }
     func geometry(_ s: [Int]) throws -> ConvGeometry {
         guard s.count == 4, s[1] == inChannels else {
             throw shapeError(self, "expects [N, \(inChannels), H, W] images, got \(shapeString(Array(s.dropFirst())))")
         }
-        let g = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], oc: outChannels, kh: kernel, kw: kernel, stride: stride, pad: pad, groups: groups)
+        var g = shape
+        g.n = s[0]; g.h = s[2]; g.w = s[3]
         if let p = g.problem { throw shapeError(self, p) }
         return g
     }
@@ -117,21 +133,28 @@ public final class Conv2d: Layer, Initializable {
 
 // MARK: pooling and reshaping
 
-/// Max or average pooling over [N, C, H, W], window and stride in pixels (no padding).
+/// Max or average pooling over [N, C, H, W]: window, stride, per-side padding, ceil mode and
+/// (average) whether padding counts, as `PoolGeometry` describes them.
 public final class Pool2d: Layer {
     public enum Kind: String { case max, avg }
     public let name: String
     public let kind: Kind
-    public let kernel: Int, stride: Int
+    public let shape: PoolGeometry
+    public var kernel: Int { shape.kh }
+    public var stride: Int { shape.strideH }
     var argmax: [Int32] = []
     var inShape: [Int] = []
-    public init(_ name: String, _ kind: Kind, kernel: Int, stride: Int? = nil) {
-        self.name = name; self.kind = kind; self.kernel = kernel; self.stride = stride ?? kernel
+    public convenience init(_ name: String, _ kind: Kind, kernel: Int, stride: Int? = nil) {
+        self.init(name, kind, geometry: PoolGeometry(n: 1, c: 1, h: 1, w: 1, kernel: kernel, stride: stride))
+    }
+    public init(_ name: String, _ kind: Kind, geometry: PoolGeometry) {
+        self.name = name; self.kind = kind; shape = geometry
     }
     public var spec: String { "\(kind.rawValue)pool\(kernel)" + (stride == kernel ? "" : "-s\(stride)") }
     func geometry(_ s: [Int]) throws -> PoolGeometry {
         guard s.count == 4 else { throw shapeError(self, "expects [N, C, H, W], got \(shapeString(Array(s.dropFirst())))") }
-        let g = PoolGeometry(n: s[0], c: s[1], h: s[2], w: s[3], kernel: kernel, stride: stride)
+        var g = shape
+        g.n = s[0]; g.c = s[1]; g.h = s[2]; g.w = s[3]
         if let p = g.problem { throw shapeError(self, p) }
         return g
     }
@@ -186,13 +209,19 @@ public final class GlobalAvgPool: Layer {
     }
 }
 
-/// [N, ...] → [N, product]: a view, no copy.
+/// [d0, ..., d(a−1), da, ...] → [d0·…·d(a−1), da·…]: a view, no copy (axis 1 by default:
+/// [N, ...] → [N, product]).
 public final class Flatten: Layer {
     public let name: String
+    public let axis: Int
     var inShape: [Int] = []
-    public init(_ name: String) { self.name = name }
+    public init(_ name: String, axis: Int = 1) { self.name = name; self.axis = axis }
     public var spec: String { "flatten" }
-    public func outputShape(_ s: [Int]) throws -> [Int] { [s.first ?? 1, perSample(s)] }
+    public func outputShape(_ s: [Int]) throws -> [Int] {
+        let a = axis < 0 ? axis + s.count : axis
+        guard a >= 0 && a <= s.count else { throw shapeError(self, "axis \(axis) is outside \(s.count) dimensions") }
+        return [s[..<a].reduce(1, *), s[a...].reduce(1, *)]
+    }
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
         if ctx.training { inShape = x.shape }
         return x.reshaped(try outputShape(x.shape))
@@ -203,10 +232,20 @@ public final class Flatten: Layer {
 // MARK: activations
 
 public final class Activation: Layer {
-    public enum Kind: Equatable { case relu, leakyRelu(Float), sigmoid, tanh, gelu, relu6 }
+    public enum Kind: Equatable {
+        case relu, leakyRelu(Float), sigmoid, tanh, gelu, relu6
+        /// min(max(x, lo), hi) (ONNX Clip; relu6 is clip(0, 6)).
+        case clip(Float, Float)
+        /// max(0, min(1, αx + β)) (ONNX HardSigmoid) and x·hardSigmoid(x; 1/6, ½) (HardSwish).
+        case hardSigmoid(Float, Float), hardSwish
+        /// x for x > 0, α(eˣ − 1) otherwise; SELU is γ·elu(x; α) with the fixed constants.
+        case elu(Float), selu
+    }
     public let name: String
     public let kind: Kind
     var x: Tensor?, y: Tensor?
+    /// SELU's constants (Klambauer et al. 2017; ONNX's defaults).
+    public static let seluAlpha: Float = 1.67326319217681884765625, seluGamma: Float = 1.05070102214813232421875
     public init(_ name: String, _ kind: Kind) { self.name = name; self.kind = kind }
     public var spec: String {
         switch kind {
@@ -216,6 +255,11 @@ public final class Activation: Layer {
         case .tanh: return "tanh"
         case .gelu: return "gelu"
         case .relu6: return "relu6"
+        case .clip(let a, let b): return "clip\(a):\(b)"
+        case .hardSigmoid(let a, let b): return "hardsigmoid\(a):\(b)"
+        case .hardSwish: return "hardswish"
+        case .elu(let a): return "elu\(a)"
+        case .selu: return "selu"
         }
     }
     public func outputShape(_ s: [Int]) throws -> [Int] { s }
@@ -228,6 +272,11 @@ public final class Activation: Layer {
         case .tanh: Elementwise.tanh(n, x: x.f32, y: y.f32)
         case .gelu: Elementwise.gelu(n, x: x.f32, y: y.f32)
         case .relu6: Elementwise.clip(n, lo: 0, hi: 6, x: x.f32, y: y.f32)
+        case .clip(let lo, let hi): Elementwise.clip(n, lo: lo, hi: hi, x: x.f32, y: y.f32)
+        case .hardSigmoid(let a, let b): Elementwise.hardSigmoid(n, alpha: a, beta: b, x: x.f32, y: y.f32)
+        case .hardSwish: Elementwise.hardSwish(n, x: x.f32, y: y.f32)
+        case .elu(let a): Elementwise.elu(n, alpha: a, scale: 1, x: x.f32, y: y.f32)
+        case .selu: Elementwise.elu(n, alpha: Activation.seluAlpha, scale: Activation.seluGamma, x: x.f32, y: y.f32)
         }
         if ctx.training { self.x = x; self.y = y }
         return y
@@ -242,6 +291,11 @@ public final class Activation: Layer {
         case .tanh: Elementwise.tanhBackward(n, y: y.f32, dy: dy.f32, dx: dx.f32)
         case .gelu: Elementwise.geluBackward(n, x: x.f32, dy: dy.f32, dx: dx.f32)
         case .relu6: Elementwise.clipBackward(n, lo: 0, hi: 6, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .clip(let lo, let hi): Elementwise.clipBackward(n, lo: lo, hi: hi, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .hardSigmoid(let a, let b): Elementwise.hardSigmoidBackward(n, alpha: a, beta: b, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .hardSwish: Elementwise.hardSwishBackward(n, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .elu(let a): Elementwise.eluBackward(n, alpha: a, scale: 1, x: x.f32, dy: dy.f32, dx: dx.f32)
+        case .selu: Elementwise.eluBackward(n, alpha: Activation.seluAlpha, scale: Activation.seluGamma, x: x.f32, dy: dy.f32, dx: dx.f32)
         }
         return dx
     }
@@ -297,7 +351,9 @@ public final class BatchNorm: Layer {
     }
     public var spec: String { "bn" }
     public var parameters: [Parameter] { [weight, bias] }
-    public var buffers: [(String, Tensor)] { [("\(name).running_mean", runningMean), ("\(name).running_var", runningVar)] }
+    /// Names of the running statistics (an imported graph keeps the file's names).
+    public internal(set) lazy var bufferNames = ("\(name).running_mean", "\(name).running_var")
+    public var buffers: [(String, Tensor)] { [(bufferNames.0, runningMean), (bufferNames.1, runningVar)] }
     public func outputShape(_ s: [Int]) throws -> [Int] {
         guard s.count == 2 || s.count == 4, s[1] == channels else { throw shapeError(self, "expects \(channels) channels, got \(shapeString(Array(s.dropFirst())))") }
         return s

@@ -49,20 +49,26 @@ public enum ONNXExport {
         let out = l.name
         switch l {
         case let c as Conv2d:
+            let k = c.shape
             let inputs = [x, g.parameter(c.weight)] + (c.bias.map { [g.parameter($0)] } ?? [])
             g.node("Conv", inputs, out, name: out, attrs: [
-                ("kernel_shape", .ints([c.kernel, c.kernel])), ("strides", .ints([c.stride, c.stride])),
-                ("pads", .ints([c.pad, c.pad, c.pad, c.pad])), ("dilations", .ints([1, 1])), ("group", .int(c.groups))])
+                ("kernel_shape", .ints([k.kh, k.kw])), ("strides", .ints([k.strideH, k.strideW])),
+                ("pads", .ints([k.padTop, k.padLeft, k.padBottom, k.padRight])), ("dilations", .ints([k.dilationH, k.dilationW])),
+                ("group", .int(c.groups))])
         case let f as Linear:
-            g.node("Gemm", [x, g.parameter(f.weight), g.parameter(f.bias)], out, name: out, attrs: [("transB", .int(1))])
+            g.node("Gemm", [x, g.parameter(f.weight)] + (f.bias.map { [g.parameter($0)] } ?? []), out, name: out, attrs: [("transB", .int(1))])
         case let p as Pool2d:
-            g.node(p.kind == .max ? "MaxPool" : "AveragePool", [x], out, name: out,
-                   attrs: [("kernel_shape", .ints([p.kernel, p.kernel])), ("strides", .ints([p.stride, p.stride]))])
+            let k = p.shape
+            var attrs: [(String, ONNXGraph.Attr)] = [("kernel_shape", .ints([k.kh, k.kw])), ("strides", .ints([k.strideH, k.strideW])),
+                                                     ("pads", .ints([k.padTop, k.padLeft, k.padBottom, k.padRight])), ("ceil_mode", .int(k.ceilMode ? 1 : 0))]
+            if k.dilationH != 1 || k.dilationW != 1 { attrs.append(("dilations", .ints([k.dilationH, k.dilationW]))) }
+            if p.kind == .avg { attrs.append(("count_include_pad", .int(k.countIncludePad ? 1 : 0))) }
+            g.node(p.kind == .max ? "MaxPool" : "AveragePool", [x], out, name: out, attrs: attrs)
         case is GlobalAvgPool:
             g.node("GlobalAveragePool", [x], out + ".pooled", name: out + ".pool")
             g.node("Flatten", [out + ".pooled"], out, name: out, attrs: [("axis", .int(1))])
-        case is Flatten:
-            g.node("Flatten", [x], out, name: out, attrs: [("axis", .int(1))])
+        case let f as Flatten:
+            g.node("Flatten", [x], out, name: out, attrs: [("axis", .int(f.axis))])
         case let b as BatchNorm:
             g.node("BatchNormalization", [x, g.parameter(b.weight), g.parameter(b.bias), g.constant(b.name + ".running_mean", b.runningMean),
                                           g.constant(b.name + ".running_var", b.runningVar)], out, name: out,
@@ -77,6 +83,14 @@ public enum ONNXExport {
             case .tanh: g.node("Tanh", [x], out, name: out)
             case .relu6:
                 g.node("Clip", [x, g.constant("clip.min", Tensor([0] as [Float], shape: [])), g.constant("clip.max", Tensor([6] as [Float], shape: []))], out, name: out)
+            case .clip(let lo, let hi):
+                g.node("Clip", [x, g.constant(out + ".min", Tensor([lo], shape: [])), g.constant(out + ".max", Tensor([hi], shape: []))], out, name: out)
+            case .hardSigmoid(let a, let b): g.node("HardSigmoid", [x], out, name: out, attrs: [("alpha", .float(a)), ("beta", .float(b))])
+            case .hardSwish:  // opset 13 has no HardSwish: x · HardSigmoid(x; 1/6, ½)
+                g.node("HardSigmoid", [x], out + ".gate", name: out + ".gate", attrs: [("alpha", .float(1.0 / 6)), ("beta", .float(0.5))])
+                g.node("Mul", [x, out + ".gate"], out, name: out)
+            case .elu(let a): g.node("Elu", [x], out, name: out, attrs: [("alpha", .float(a))])
+            case .selu: g.node("Selu", [x], out, name: out)
             case .gelu:  // opset 13 has no Gelu: 0.5·x·(1 + erf(x/√2))
                 let r2 = g.constant("gelu.sqrt2", Tensor([Float(2).squareRoot()], shape: [])), one = g.constant("gelu.one", Tensor([1] as [Float], shape: []))
                 let half = g.constant("gelu.half", Tensor([0.5] as [Float], shape: []))

@@ -81,6 +81,25 @@ public enum Elementwise {
     public static func hardSigmoid(_ n: Int, alpha: Float, beta: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         for i in 0..<n { y[i] = min(max(alpha * x[i] + beta, 0), 1) }
     }
+    /// dx += dy · α where 0 < αx + β < 1.
+    public static func hardSigmoidBackward(_ n: Int, alpha: Float, beta: Float, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { let v = alpha * x[i] + beta; if v > 0 && v < 1 { dx[i] += dy[i] * alpha } }
+    }
+    /// x · max(0, min(1, x/6 + ½)) (ONNX HardSwish, MobileNetV3).
+    public static func hardSwish(_ n: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { y[i] = x[i] * min(max(x[i] / 6 + 0.5, 0), 1) }
+    }
+    /// dx += dy · (0 below −3, 1 above 3, x/3 + ½ between).
+    public static func hardSwishBackward(_ n: Int, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { let v = x[i]; dx[i] += dy[i] * (v <= -3 ? 0 : (v >= 3 ? 1 : v / 3 + 0.5)) }
+    }
+    /// γ·x for x > 0, γ·α(eˣ − 1) otherwise (ELU with γ = 1; SELU's constants otherwise).
+    public static func elu(_ n: Int, alpha: Float, scale: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { let v = x[i]; y[i] = scale * (v > 0 ? v : alpha * (expf(v) - 1)) }
+    }
+    public static func eluBackward(_ n: Int, alpha: Float, scale: Float, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { let v = x[i]; dx[i] += dy[i] * scale * (v > 0 ? 1 : alpha * expf(v)) }
+    }
 
     // MARK: softmax
 

@@ -11,6 +11,11 @@ public struct PoolGeometry: Equatable, Sendable {
     /// Average pooling: divide by the full window (true, PyTorch's default) or by the part of it
     /// inside the image (false, ONNX's default).
     public var countIncludePad = true
+    /// Spacing of the window's taps (ONNX MaxPool/AveragePool dilations; 1 = contiguous).
+    public var dilationH = 1, dilationW = 1
+    /// The extent of the window in the input.
+    var spanH: Int { (kh - 1) * dilationH + 1 }
+    var spanW: Int { (kw - 1) * dilationW + 1 }
 
     public init(n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int? = nil, pad: Int = 0) {
         self.n = n; self.c = c; self.h = h; self.w = w; kh = kernel; kw = kernel
@@ -24,21 +29,28 @@ public struct PoolGeometry: Equatable, Sendable {
         if ceil && (o - 1) * s >= size + p0 { o -= 1 }  // the last window must start inside
         return o
     }
-    public var oh: Int { PoolGeometry.outSize(h, kh, strideH, padTop, padBottom, ceilMode) }
-    public var ow: Int { PoolGeometry.outSize(w, kw, strideW, padLeft, padRight, ceilMode) }
+    public var oh: Int { PoolGeometry.outSize(h, spanH, strideH, padTop, padBottom, ceilMode) }
+    public var ow: Int { PoolGeometry.outSize(w, spanW, strideW, padLeft, padRight, ceilMode) }
 
     public var problem: String? {
-        if n < 0 || c <= 0 || h <= 0 || w <= 0 || kh <= 0 || kw <= 0 || strideH <= 0 || strideW <= 0 { return "sizes must be positive" }
+        if n < 0 || c <= 0 || h <= 0 || w <= 0 || kh <= 0 || kw <= 0 || strideH <= 0 || strideW <= 0 || dilationH <= 0 || dilationW <= 0 { return "sizes must be positive" }
         if padTop < 0 || padLeft < 0 || padBottom < 0 || padRight < 0 { return "padding must not be negative" }
-        if padTop >= kh || padBottom >= kh || padLeft >= kw || padRight >= kw { return "padding must be smaller than the kernel" }
-        if h + padTop + padBottom < kh || w + padLeft + padRight < kw { return "kernel \(kh)x\(kw) is larger than the padded input \(h)x\(w)" }
+        if padTop >= spanH || padBottom >= spanH || padLeft >= spanW || padRight >= spanW { return "padding must be smaller than the kernel" }
+        if h + padTop + padBottom < spanH || w + padLeft + padRight < spanW { return "kernel \(kh)x\(kw) is larger than the padded input \(h)x\(w)" }
         return nil
     }
 
-    /// Window rows [r0, r1) and columns [q0, q1) of output (r, q), clipped to the image.
-    @inline(__always) func window(_ r: Int, _ q: Int) -> (Int, Int, Int, Int) {
+    /// The taps of output (r, q)'s window inside the image: rows r0 + i·dilationH for i in
+    /// [i0, i1), columns q0 + j·dilationW for j in [j0, j1). Returns (r0, i0, i1, q0, j0, j1).
+    @inline(__always) func window(_ r: Int, _ q: Int) -> (Int, Int, Int, Int, Int, Int) {
         let r0 = r * strideH - padTop, q0 = q * strideW - padLeft
-        return (max(r0, 0), min(r0 + kh, h), max(q0, 0), min(q0 + kw, w))
+        @inline(__always) func taps(_ start: Int, _ k: Int, _ d: Int, _ size: Int) -> (Int, Int) {
+            let lo = start >= 0 ? 0 : (-start + d - 1) / d
+            let hi = min(k, start >= size ? 0 : (size - start + d - 1) / d)
+            return (lo, max(lo, hi))
+        }
+        let (i0, i1) = taps(r0, kh, dilationH, h), (j0, j1) = taps(q0, kw, dilationW, w)
+        return (r0, i0, i1, q0, j0, j1)
     }
 }
 
@@ -51,6 +63,7 @@ public enum Pool {
         let oh = g.oh, ow = g.ow, hw = g.h * g.w
         let px = UnsafeSendable(x), py = UnsafeSendable(y), pa = UnsafeSendable(argmax)
         let simple2x2 = g.kh == 2 && g.kw == 2 && g.strideH == 2 && g.strideW == 2 && g.padTop == 0 && g.padLeft == 0 && !g.ceilMode
+            && g.dilationH == 1 && g.dilationW == 1
         Threads.parallelFor(g.n * g.c, threads: planeThreads(g, threads)) { p in
             let xs = px.value + p * hw, ys = py.value + p * oh * ow
             let am = pa.value.map { $0 + p * oh * ow }
@@ -131,11 +144,11 @@ public enum Pool {
             }
             for r in 0..<oh {
                 for q in 0..<ow {
-                    let (r0, r1, q0, q1) = g.window(r, q)
-                    var best = -Float.infinity, at = r0 * g.w + q0
-                    for i in r0..<r1 { for j in q0..<q1 {
-                        let v = xs[i * g.w + j]
-                        if v > best || (v.isNaN && !best.isNaN) { best = v; at = i * g.w + j }
+                    let (r0, i0, i1, q0, j0, j1) = g.window(r, q)
+                    var best = -Float.infinity, at = (r0 + i0 * g.dilationH) * g.w + q0 + j0 * g.dilationW
+                    for i in i0..<i1 { for j in j0..<j1 {
+                        let k = (r0 + i * g.dilationH) * g.w + q0 + j * g.dilationW, v = xs[k]
+                        if v > best || (v.isNaN && !best.isNaN) { best = v; at = k }
                     } }
                     ys[r * ow + q] = best
                     am?[r * ow + q] = Int32(at)
@@ -164,10 +177,10 @@ public enum Pool {
             let xs = px.value + p * hw, ys = py.value + p * oh * ow
             for r in 0..<oh {
                 for q in 0..<ow {
-                    let (r0, r1, q0, q1) = g.window(r, q)
+                    let (r0, i0, i1, q0, j0, j1) = g.window(r, q)
                     var s: Float = 0
-                    for i in r0..<r1 { for j in q0..<q1 { s += xs[i * g.w + j] } }
-                    ys[r * ow + q] = s / divisor(g, r, q, r0, r1, q0, q1)
+                    for i in i0..<i1 { for j in j0..<j1 { s += xs[(r0 + i * g.dilationH) * g.w + q0 + j * g.dilationW] } }
+                    ys[r * ow + q] = s / divisor(g, r0, i0, i1, q0, j0, j1)
                 }
             }
         }
@@ -180,20 +193,23 @@ public enum Pool {
             let d = pdy.value + p * oh * ow, out = pdx.value + p * hw
             for r in 0..<oh {
                 for q in 0..<ow {
-                    let (r0, r1, q0, q1) = g.window(r, q)
-                    let v = d[r * ow + q] / divisor(g, r, q, r0, r1, q0, q1)
-                    for i in r0..<r1 { for j in q0..<q1 { out[i * g.w + j] += v } }
+                    let (r0, i0, i1, q0, j0, j1) = g.window(r, q)
+                    let v = d[r * ow + q] / divisor(g, r0, i0, i1, q0, j0, j1)
+                    for i in i0..<i1 { for j in j0..<j1 { out[(r0 + i * g.dilationH) * g.w + q0 + j * g.dilationW] += v } }
                 }
             }
         }
     }
 
-    @inline(__always) static func divisor(_ g: PoolGeometry, _ r: Int, _ q: Int, _ r0: Int, _ r1: Int, _ q0: Int, _ q1: Int) -> Float {
-        if !g.countIncludePad { return Float((r1 - r0) * (q1 - q0)) }
-        // The window clipped to the padded input (PyTorch: padding counts, overhang past it does not).
-        let a0 = r * g.strideH - g.padTop, b0 = q * g.strideW - g.padLeft
-        let a1 = min(a0 + g.kh, g.h + g.padBottom), b1 = min(b0 + g.kw, g.w + g.padRight)
-        return Float((a1 - a0) * (b1 - b0))
+    @inline(__always) static func divisor(_ g: PoolGeometry, _ r0: Int, _ i0: Int, _ i1: Int, _ q0: Int, _ j0: Int, _ j1: Int) -> Float {
+        if !g.countIncludePad { return Float((i1 - i0) * (j1 - j0)) }
+        // Taps inside the padded input (PyTorch: padding counts, overhang past it does not).
+        @inline(__always) func taps(_ start: Int, _ k: Int, _ d: Int, _ limit: Int) -> Int {
+            var c = 0
+            for i in 0..<k where start + i * d < limit { c += 1 }
+            return c
+        }
+        return Float(taps(r0, g.kh, g.dilationH, g.h + g.padBottom) * taps(q0, g.kw, g.dilationW, g.w + g.padRight))
     }
 
     /// y[n, c] = mean of plane (n, c); `planes` = N·C, `size` = H·W.
