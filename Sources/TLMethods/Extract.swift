@@ -50,7 +50,7 @@ public final class FeatureExtractor {
         var i = rows.lowerBound
         while i < rows.upperBound {
             let j = min(rows.upperBound, i + batch)
-            let y = try net.forward(try net.prepare(raw.rows(i..<j), threads: threads), through: cut.end, ctx)
+            let y = try net.forward(try net.prepare(raw.rows(i..<j), threads: threads), to: cut, ctx)
             (out.f32 + i * width).update(from: y.f32, count: (j - i) * width)
             i = j
         }

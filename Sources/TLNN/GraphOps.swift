@@ -55,44 +55,31 @@ public enum GraphOps {
             if let (bn, b) = bias, let p = conv.bias { try adopt(p, bn, b) }
             return LayerOp(conv)
         case "Gemm":
-            // The usual case, x·Wᵀ + b with constant W and a bias per output: a Linear layer.
-            // Anything else (transA, a computed B, a matrix C) runs as a general GEMM op.
-            let linear: Bool = {
-                guard a.int("transA", 0) == 0, case .dynamic? = operands.first ?? nil, case .constant(_, let w)? = operands.count > 1 ? operands[1] : nil,
-                      w.rank == 2 else { return false }
-                if operands.count > 2, case .constant(_, let c)? = operands[2] { return c.count == (a.int("transB", 0) == 1 ? w.shape[0] : w.shape[1]) || c.count == 1 }
-                return operands.count <= 2 || operands[2] == nil
+            // The canonical form the importer writes, x·Wᵀ + b (W constant [out, in], b constant
+            // [out] or absent, α = β = 1): a Linear layer that adopts W and b as they are (so a
+            // saved model reloads the same). Anything else runs as a general GEMM op.
+            let canonical: Bool = {
+                guard a.int("transA", 0) == 0, a.int("transB", 0) == 1, a.float("alpha", 1) == 1, a.float("beta", 1) == 1,
+                      case .dynamic? = operands.first ?? nil, case .constant(_, let w)? = operands.count > 1 ? operands[1] : nil, w.rank == 2 else { return false }
+                if operands.count > 2, let c = operands[2] {
+                    guard case .constant(_, let ct) = c else { return false }
+                    return ct.rank == 1 && ct.count == w.shape[0]
+                }
+                return true
             }()
-            if !linear {
+            guard canonical else {
                 return GemmOp(try operands.map { try bind($0, n.name) }, transA: a.int("transA", 0) == 1, transB: a.int("transB", 0) == 1,
                               alpha: a.float("alpha", 1), beta: a.float("beta", 1))
             }
             let x = try firstDynamic()
-            guard x.count == 2 else { throw TLError.data("input must be 2-D, is \(shapeString(x))") }
             let (wn, w) = try staticTensor(1, "B")
-            let transB = a.int("transB", 0) == 1, alpha = a.float("alpha", 1), beta = a.float("beta", 1)
-            let (out, inn) = transB ? (w.shape[0], w.shape[1]) : (w.shape[1], w.shape[0])
-            guard inn == x[1] else { throw TLError.data("B \(shapeString(w.shape)) does not fit \(x[1]) input features") }
+            guard x.count == 2, w.shape[1] == x[1] else { throw TLError.data("B \(shapeString(w.shape)) does not fit input \(shapeString(x))") }
             let c = try optionalStatic(2)
-            let fc = Linear(n.name, inn, out, bias: c != nil)
-            var wt = try w.converted(to: .f32)
-            if !transB { wt = transpose2D(wt) }
-            if alpha != 1 { wt = wt.copy(); for i in 0..<wt.count { wt.f32[i] *= alpha } }
-            try adopt(fc.weight, wn, wt)
-            if let (cn, ct) = c, let p = fc.bias {
-                guard ct.count == out || ct.count == 1 else { throw TLError.data("C has shape \(shapeString(ct.shape)); only a bias per output (or one value) is supported") }
-                let cf = try ct.converted(to: .f32), b = try Tensor(zeros: .f32, shape: [out])
-                for j in 0..<out { b.f32[j] = beta * cf.f32[ct.count == 1 ? 0 : j] }
-                try adopt(p, cn, b)
-            }
+            let fc = Linear(n.name, w.shape[1], w.shape[0], bias: c != nil)
+            try adopt(fc.weight, wn, w)
+            if let (cn, ct) = c, let p = fc.bias { try adopt(p, cn, ct) }
             return LayerOp(fc)
         case "MatMul":
-            // x·W with W a constant matrix: a Linear layer without bias (the weight transposed).
-            if case .dynamic? = operands[0], case .constant(let wn, let w)? = operands[1], w.rank == 2, inputShapes[0].count == 2 {
-                let fc = Linear(n.name, w.shape[0], w.shape[1], bias: false)
-                try adopt(fc.weight, wn, transpose2D(try w.converted(to: .f32)))
-                return LayerOp(fc)
-            }
             return MatMulOp(try operands.map { try bind($0, n.name) })
         case "BatchNormalization":
             let x = try firstDynamic()

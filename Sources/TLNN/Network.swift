@@ -95,20 +95,44 @@ public struct MomentAccumulator {
     }
 }
 
-/// A network: an architecture spec, the layers it builds, the input it expects and the class
-/// names of its head. Built-in architectures and the spec language are in `Architectures`.
+/// A network: the layers it is made of, the input it expects and the class names of its head.
+/// Its body is either a stack of layers built from an architecture spec (`Architectures`) or a
+/// graph of operations (an imported ONNX model, a multi-branch network).
 public final class Network {
+    /// The architecture spec of a stack, or "graph".
     public let arch: String
     public let input: InputSpec
     public var classes: [String]
-    public let body: Sequential
+    public let body: Layer
     /// How it was made (command line, seed, data fingerprint, version): kept in the model file.
     public var meta: JSON = .object([:])
+
+    public var sequential: Sequential? { body as? Sequential }
+    public var graph: Graph? { body as? Graph }
 
     public init(arch: String, input: InputSpec, classes: [String]) throws {
         self.arch = arch; self.input = input; self.classes = classes
         body = try Architectures.build(arch, input: input.shape, classes: classes.count)
     }
+
+    /// A graph network; its first output must give one score per class (named "0", "1", ...
+    /// when `classes` is empty).
+    public init(graph spec: GraphSpec, tensors: [String: Tensor], input: InputSpec, classes: [String]) throws {
+        arch = "graph"; self.input = input
+        let g = try Graph(spec, inputShapes: [[1] + input.shape], tensors: tensors)
+        body = g
+        let out = g.sampleShape(spec.outputs[0]) ?? []
+        guard out.count == 1 else {
+            throw TLError.data("the network's output '\(spec.outputs[0])' is \(shapeString(out)) per sample, not one score per class")
+        }
+        guard classes.isEmpty || classes.count == out[0] else {
+            throw TLError.data("\(classes.count) class names for \(out[0]) outputs")
+        }
+        self.classes = classes.isEmpty ? (0..<out[0]).map(String.init) : classes
+    }
+
+    /// The value the network outputs (its last layer, or its graph's first output).
+    public var outputName: String { graph?.description.outputs[0] ?? sequential!.layers.last!.name }
 
     public var parameters: [Parameter] { body.parameters }
     public var buffers: [(String, Tensor)] { body.buffers }
@@ -191,11 +215,13 @@ public final class Network {
         return find(body)
     }
 
-    /// Every named layer in order with its output shape for one sample.
+    /// Every named layer (top-level layer, or graph node) in order with its spec (or op type)
+    /// and its output shape for one sample.
     public func layerShapes() throws -> [(String, String, [Int])] {
+        if let g = graph { return g.description.nodes.map { ($0.name, $0.op, g.sampleShape($0.name) ?? []) } }
         var out: [(String, String, [Int])] = []
         var shape = [1] + input.shape
-        for l in body.layers {
+        for l in sequential!.layers {
             shape = try l.outputShape(shape)
             out.append((l.name, l.spec, Array(shape.dropFirst())))
         }
@@ -204,22 +230,29 @@ public final class Network {
 
     // MARK: running part of the network
 
-    /// Where a partial forward pass stops: after the first `end` top-level layers. `layer` is
-    /// the layer the user named (or the default), `activation` the activation layer that
-    /// follows it and was included, `shape` the per-sample output shape.
+    /// Where a partial forward pass stops: after the first `end` top-level layers of a stack, or
+    /// at graph value `value`. `layer` is the layer the user named (or the default),
+    /// `activation` the activation that follows it and was included, `shape` the per-sample
+    /// output shape.
     public struct Cut: Equatable {
-        public let end: Int
+        public var end: Int
         public let layer: String
         public let activation: String?
         public let shape: [Int]
+        public var value: String? = nil
+        public init(end: Int, layer: String, activation: String?, shape: [Int], value: String? = nil) {
+            self.end = end; self.layer = layer; self.activation = activation; self.shape = shape; self.value = value
+        }
     }
 
-    /// The cut for `--layer NAME`: the output of that top-level layer, followed by the
-    /// activation right after it when `activation` is true (codes are taken after the ReLU that
-    /// follows them in training, as in the cs231n recipe). Without a name: the layer before the
-    /// classifier (the last layer, which must be Linear), with its activation.
+    /// The cut for `--layer NAME`: the output of that layer (a top-level layer of a stack; a
+    /// node of a graph, by its name or any alias), followed by the activation right after it
+    /// when `activation` is true (codes are taken after the ReLU that follows them in training,
+    /// as in the cs231n recipe). Without a name: the layer before the classifier (the last
+    /// layer, which must be linear), with its activation.
     public func cut(layer name: String?, activation: Bool) throws -> Cut {
-        let layers = body.layers
+        if let g = graph { return try graphCut(g, name, activation) }
+        let layers = sequential!.layers
         var index: Int
         if let name = name {
             guard let i = layers.firstIndex(where: { $0.name == name }) else {
@@ -246,9 +279,43 @@ public final class Network {
         return Cut(end: end, layer: layers[index].name, activation: act, shape: Array(shape.dropFirst()))
     }
 
-    /// The first `end` top-level layers applied to a normalized batch.
-    public func forward(_ x: Tensor, through end: Int, _ ctx: Context) throws -> Tensor {
-        try body.layers[..<end].reduce(x) { try $1.forward($0, ctx) }
+    static let activationOps: Set<String> = ["Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "PRelu"]
+
+    func graphCut(_ g: Graph, _ name: String?, _ activation: Bool) throws -> Cut {
+        let spec = g.description
+        func consumers(_ v: String) -> [GraphSpec.Node] { spec.nodes.filter { $0.inputs.contains(v) } }
+        var target: String
+        if let name = name {
+            guard let t = g.node(name).map({ _ in name }) ?? spec.aliases[name] ?? (spec.inputs.contains(name) ? name : nil) else {
+                throw TLError.usage("the network has no layer '\(name)' (see --list-layers)")
+            }
+            target = t
+        } else {
+            // The input of the classifier: the last fully connected node before the output.
+            guard let i = g.node(spec.outputs[0]), ["Gemm", "MatMul"].contains(spec.nodes[i].op),
+                  let x = spec.nodes[i].inputs.first(where: { g.node($0) != nil || spec.inputs.contains($0) }) else {
+                throw TLError.usage("the network does not end in a linear classifier; name a layer with --layer")
+            }
+            target = x
+            // Name the layer the activation follows (fc2 then relu4), as for a stack.
+            if let j = g.node(x), Network.activationOps.contains(spec.nodes[j].op), let src = spec.nodes[j].inputs.first, g.node(src) != nil,
+               consumers(src).count == 1 {
+                target = src
+            }
+        }
+        var layer = target, act: String? = nil
+        if activation, let j = g.node(target), !Network.activationOps.contains(spec.nodes[j].op) {
+            let next = consumers(target)
+            if next.count == 1, Network.activationOps.contains(next[0].op) { act = next[0].name; target = next[0].name }
+        }
+        if name == nil && act == nil { layer = target }
+        return Cut(end: -1, layer: layer, activation: act, shape: g.sampleShape(target) ?? [], value: target)
+    }
+
+    /// The network up to a cut, applied to a normalized batch.
+    public func forward(_ x: Tensor, to cut: Cut, _ ctx: Context) throws -> Tensor {
+        if let g = graph, let v = cut.value { return try g.forward(x, until: v, ctx) }
+        return try sequential!.layers[..<cut.end].reduce(x) { try $1.forward($0, ctx) }
     }
 
     func contains(_ l: Layer, _ target: Layer) -> Bool {
@@ -265,8 +332,10 @@ public final class Network {
     }
 
     public var streamMeta: JSON {
-        ["kind": "model", "arch": .string(arch), "input": input.json,
-         "classes": .array(classes.map { .string($0) }), "train": meta]
+        var m: [String: JSON] = ["kind": "model", "arch": .string(arch), "input": input.json,
+                                 "classes": .array(classes.map { .string($0) }), "train": meta]
+        if let g = graph { m["graph"] = g.description.json }
+        return .object(m)
     }
 
     public func save(_ path: String, producer: String, extra: [(String, Tensor)] = [], extraMeta: JSON? = nil) throws {
@@ -285,12 +354,27 @@ public final class Network {
     /// Loads a model file strictly: every parameter and buffer present with its shape, nothing
     /// unknown except `opt.` state (checkpoints). Returns the network and the extra tensors.
     public static func load(_ path: String) throws -> (Network, [(String, Tensor)], JSON?) {
+        if path.lowercased().hasSuffix(".onnx") { return (try importONNX(path), [], nil) }
         let r = try openRecords(path)
         let set = try readAll(r)
         guard let m = r.streamMeta, m["kind"]?.string == "model", let arch = m["arch"]?.string, let inp = m["input"] else {
             throw TLError.data("not a tl model file (no kind \"model\" in the stream header)", file: path)
         }
         let classes = m["classes"]?.array?.compactMap { $0.string } ?? []
+        if let gj = m["graph"] {
+            // A graph adopts its tensors by name; every tensor of the file must be one it uses.
+            let net = try annotating(file: path) {
+                try Network(graph: try GraphSpec(json: gj), tensors: set.tensors, input: try InputSpec(json: inp), classes: classes)
+            }
+            net.meta = m["train"] ?? .object([:])
+            let used = Set(net.parameters.map(\.name) + net.buffers.map(\.0))
+            var extra: [(String, Tensor)] = []
+            for n in set.names where !used.contains(n) {
+                guard n.hasPrefix("opt.") else { throw TLError.data("model has tensor '\(n)', which the graph does not use", file: path) }
+                extra.append((n, set.tensors[n]!))
+            }
+            return (net, extra, m["checkpoint"])
+        }
         let net = try annotating(file: path) { try Network(arch: arch, input: try InputSpec(json: inp), classes: classes) }
         net.meta = m["train"] ?? .object([:])
         var used = Set<String>()
@@ -310,5 +394,27 @@ public final class Network {
             extra.append((n, set.tensors[n]!))
         }
         return (net, extra, m["checkpoint"])
+    }
+
+    /// An ONNX model as a network, with the input normalization and class names given (by
+    /// default none: the model takes its input as it is, and classes are numbered).
+    public static func importONNX(_ path: String, input: InputSpec? = nil, classes: [String] = [], primary: String? = nil) throws -> Network {
+        let f = try Input.open(path).map()
+        return try annotating(file: path) {
+            let model = try ONNX.model(f.bytes)
+            let r = try ONNXImport.convert(model, primary: primary)
+            guard r.spec.inputs.count == 1 else {
+                throw TLError.data("the model has \(r.spec.inputs.count) inputs; a tl network takes one")
+            }
+            let shape = Array(r.inputShapes[0].dropFirst())
+            guard r.batched[0] || r.inputShapes[0][0] == 1 else {
+                throw TLError.data("the model's input has a fixed batch of \(r.inputShapes[0][0]); tl needs the batch axis free (or 1)")
+            }
+            var spec = input ?? InputSpec(shape: shape)
+            spec.shape = shape
+            let net = try Network(graph: r.spec, tensors: r.tensors, input: spec, classes: classes)
+            net.meta = ["onnx": ["producer": .string(model.producer), "opset": .number(Double(model.opset)), "ir_version": .number(Double(model.irVersion))]]
+            return net
+        }
     }
 }

@@ -26,7 +26,13 @@ public enum ONNXExport {
             g.node("Add", ["input.scaled", cb], "input.normalized", name: "input.add")
             x = "input.normalized"
         }
-        for l in net.body.layers { x = try emit(l, x, &g) }
+        var extraOutputs: [(String, [Int])] = []
+        if let gr = net.graph {
+            x = try emitGraph(gr, x, &g)
+            extraOutputs = gr.description.outputs.dropFirst().map { ($0, gr.sampleShape($0) ?? []) }
+        } else {
+            for l in net.sequential!.layers { x = try emit(l, x, &g) }
+        }
         g.node("Identity", [x], "logits", name: "logits")
 
         var m = ProtoWriter()
@@ -40,8 +46,45 @@ public enum ONNXExport {
             for (name, t) in g.initializers { try tensorProto(&gp, field: 5, name: name, t) }
             valueInfo(&gp, field: 11, name: "input", dims: spec.shape)
             valueInfo(&gp, field: 12, name: "logits", dims: [net.classes.count])
+            for (name, dims) in extraOutputs { valueInfo(&gp, field: 12, name: name, dims: dims) }
         }
         return m.bytes
+    }
+
+    /// A graph network's nodes, as they are (they came from ONNX), with the current values of
+    /// its parameters, buffers and constants as initializers.
+    static func emitGraph(_ gr: Graph, _ x: String, _ g: inout ONNXGraph) throws -> String {
+        let spec = gr.description
+        var tensors: [String: Tensor] = [:]
+        for p in gr.parameters { tensors[p.name] = p.value }
+        for (n, t) in gr.buffers { tensors[n] = t }
+        for n in spec.nodes {
+            let inputs = n.inputs.map { i -> String in
+                if i == spec.input { return x }
+                if let t = tensors[i] { return g.constant(i, t.dtype == .f32 ? t : t) }
+                return i
+            }
+            var attrs: [(String, ONNXGraph.Attr)] = []
+            for (k, v) in n.attrs.sorted(by: { $0.key < $1.key }) {
+                if k == "coerce" {
+                    // Opset < 13 softmax over everything from `axis` on: the same as opset 13's
+                    // only when that is the last axis.
+                    let r = gr.shapes[n.inputs[0]]?.count ?? 0, axis = n.attrs["axis"]?.int ?? 1
+                    if v.int == 1 && !(axis == r - 1 || axis == -1) { throw TLError.data("node \(n.name): an opset < 13 \(n.op) over several axes has no opset 13 form") }
+                    continue
+                }
+                switch v {
+                case .number(let d): attrs.append((k, d.rounded() == d && !["alpha", "beta", "epsilon", "momentum", "value", "min", "max", "gamma", "ratio"].contains(k) ? .int(Int(d)) : .float(Float(d))))
+                case .string(let s): attrs.append((k, .string(s)))
+                case .array(let a):
+                    if a.allSatisfy({ $0.int != nil }) { attrs.append((k, .ints(a.compactMap { $0.int }))) }
+                    else { attrs.append((k, .floats(a.compactMap { $0.number.map { Float($0) } }))) }
+                default: throw TLError.data("node \(n.name): attribute '\(k)' cannot be written to ONNX")
+                }
+            }
+            g.node(n.op, inputs, n.name, name: n.name, attrs: attrs)
+        }
+        return spec.outputs[0]
     }
 
     /// Emits the nodes of layer `l` reading tensor `x`; returns the name of its output.
@@ -140,7 +183,7 @@ public enum ONNXExport {
 
 /// Nodes and initializers of an ONNX graph under construction.
 struct ONNXGraph {
-    enum Attr { case int(Int), ints([Int]), float(Float) }
+    enum Attr { case int(Int), ints([Int]), float(Float), floats([Float]), string(String) }
     var nodes: [[UInt8]] = []
     var initializers: [(String, Tensor)] = []
     var names = Set<String>()
@@ -158,6 +201,8 @@ struct ONNXGraph {
                 case .int(let v): p.int(3, Int64(v)); p.int(20, 2)
                 case .ints(let v): p.packed(8, v.map { Int64($0) }); p.int(20, 7)
                 case .float(let v): p.float(2, v); p.int(20, 1)
+                case .floats(let v): p.packed(7, v); p.int(20, 6)
+                case .string(let v): p.string(4, v); p.int(20, 3)
                 }
             }
         }

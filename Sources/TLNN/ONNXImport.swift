@@ -151,7 +151,8 @@ public enum ONNXImport {
             return batched[i]
         }
 
-        func emit(_ n: ONNX.Node) throws {
+        func emit(_ original: ONNX.Node) throws {
+            let n = try canonical(original, &consts, shapes: { rename[$0].flatMap { shapes[$0] } })
             guard GraphOps.supported.contains(n.opType) else {
                 throw TLError.data("operator \(n.opType) is not supported (tl imports: \(GraphOps.supported.sorted().joined(separator: ", ")))")
             }
@@ -216,6 +217,48 @@ public enum ONNXImport {
         }
         let spec = GraphSpec(inputs: specInputs, outputs: outputs, nodes: nodes, aliases: aliases)
         return Result(spec: spec, tensors: tensors, inputShapes: inputShapes, batched: batched)
+    }
+
+    /// Rewrites a fully connected layer into the one form tl keeps, Gemm(x, W, b) with W
+    /// [out, in], b [out], transB = 1, α = β = 1: MatMul by a constant matrix, and Gemm with
+    /// W stored [in, out] or α, β ≠ 1 (folded into the constants). New constants are named
+    /// after the old ones.
+    static func canonical(_ n: ONNX.Node, _ consts: inout [String: Tensor], shapes: (String) -> [Int]?) throws -> ONNX.Node {
+        func f32(_ t: Tensor) throws -> Tensor { try t.converted(to: .f32).copy() }
+        switch n.opType {
+        case "MatMul":
+            guard n.inputs.count == 2, let x = shapes(n.inputs[0]), x.count == 2, let w = consts[n.inputs[1]], w.rank == 2, w.dtype.isFloat else { return n }
+            let name = n.inputs[1] + ".T"
+            consts[name] = GraphOps.transpose2D(try f32(w))
+            var m = n
+            m.opType = "Gemm"; m.inputs = [n.inputs[0], name]; m.attributes = ["transB": .int(1)]
+            return m
+        case "Gemm":
+            let transA = n.attributes["transA"]?.int ?? 0, transB = n.attributes["transB"]?.int ?? 0
+            let alpha = n.attributes["alpha"]?.float ?? 1, beta = n.attributes["beta"]?.float ?? 1
+            guard transA == 0, n.inputs.count >= 2, let w = consts[n.inputs[1]], w.rank == 2, w.dtype.isFloat else { return n }
+            let out = transB == 1 ? w.shape[0] : w.shape[1]
+            var c: Tensor? = nil
+            if n.inputs.count > 2, !n.inputs[2].isEmpty {
+                guard let ct = consts[n.inputs[2]], ct.count == out || ct.count == 1, ct.dtype.isFloat else { return n }
+                c = ct
+            }
+            if transB == 1 && alpha == 1 && beta == 1 && (c == nil || (c!.rank == 1 && c!.count == out)) { return n }
+            var m = n
+            let wt = transB == 1 ? try f32(w) : GraphOps.transpose2D(try f32(w))
+            if alpha != 1 { for i in 0..<wt.count { wt.f32[i] *= alpha } }
+            if transB == 0 { m.inputs[1] = n.inputs[1] + ".T" }
+            consts[m.inputs[1]] = wt
+            if let ct = c {
+                let cf = try f32(ct), b = try Tensor(zeros: .f32, shape: [out])
+                for j in 0..<out { b.f32[j] = beta * cf.f32[ct.count == 1 ? 0 : j] }
+                consts[n.inputs[2]] = b
+            }
+            m.attributes = ["transB": .int(1)]
+            return m
+        default:
+            return n
+        }
     }
 
     /// A name fit for tl: no leading "/", path separators as dots.

@@ -45,7 +45,7 @@ public enum EvalTool {
 
         // The whole network, run as tl-extract runs a cut of it (threads split the rows).
         let runner = try model.map { m in
-            try annotating(file: m.1) { try FeatureExtractor(net: m.0, layer: m.0.body.layers.last?.name, activation: false, batch: batch, threads: threads) }
+            try annotating(file: m.1) { try FeatureExtractor(net: m.0, layer: m.0.outputName, activation: false, batch: batch, threads: threads) }
         }
         let reader = try openRecords(path)
         // Ranked classes per row (kmax each), labels, and the class names as found.

@@ -86,7 +86,7 @@ final class ExtractTests: XCTestCase {
         let f = try ex.features(raw)
         XCTAssertEqual(f.shape, [7, 128])
         var x = try n.normalize(raw)
-        for l in n.body.layers.prefix(ex.cut.end) { x = try l.forward(x, Context(training: false, threads: 1)) }
+        for l in n.sequential!.layers.prefix(ex.cut.end) { x = try l.forward(x, Context(training: false, threads: 1)) }
         XCTAssertTrue(f.bitwiseEqual(x.copy()))
         XCTAssertTrue((0..<f.count).allSatisfy { f.f32[$0] >= 0 }, "after the ReLU")
         let whole = try FeatureExtractor(net: n, layer: "fc1", batch: 256, threads: 2).features(raw)

@@ -15,8 +15,11 @@ func randomTensor(_ shape: [Int], seed: UInt64, awayFromZero: Bool = false) -> T
 
 /// Finite-difference gradient checks: L = Σ r ⊙ layer(x) for a fixed random r; the analytic
 /// gradients from backward against central differences (h = 1e-3) on sampled coordinates.
-final class GradientTests: XCTestCase {
-    let ctx = Context(training: true, seed: 3, step: 1, threads: 1)
+/// The finite-difference check, shared by the test classes that check layers and graph ops.
+protocol LayerGradientChecking: XCTestCase {}
+
+extension LayerGradientChecking {
+    var ctx: Context { Context(training: true, seed: 3, step: 1, threads: 1) }
 
     func loss(_ l: Layer, _ x: Tensor, _ r: Tensor) throws -> Double {
         let y = try l.forward(x, ctx)
@@ -61,6 +64,9 @@ final class GradientTests: XCTestCase {
         }
     }
 
+}
+
+final class GradientTests: XCTestCase, LayerGradientChecking {
     func testLinear() throws { try checkLayer(Linear("fc1", 7, 5), input: [4, 7]) }
     func testLinearFlattensImages() throws { try checkLayer(Linear("fc1", 12, 3), input: [2, 3, 2, 2]) }
     func testConv() throws {
@@ -68,6 +74,22 @@ final class GradientTests: XCTestCase {
         try checkLayer(Conv2d("conv2", 4, 6, kernel: 3, stride: 2, pad: 1, groups: 2), input: [2, 4, 6, 6])
         try checkLayer(Conv2d("conv3", 3, 3, kernel: 3, pad: 1, groups: 3, bias: false), input: [2, 3, 5, 4])
     }
+    /// The ONNX geometries: rectangular kernels, four different pads, strides and dilations.
+    func testGeneralConvAndPoolGeometry() throws {
+        var g = ConvGeometry(n: 1, c: 4, h: 1, w: 1, oc: 6, kh: 2, kw: 3, groups: 2)
+        g.strideH = 2; g.dilationW = 2; (g.padTop, g.padLeft, g.padBottom, g.padRight) = (0, 1, 1, 2)
+        try checkLayer(Conv2d("conv1", 4, 6, geometry: g), input: [2, 4, 7, 6])
+        var p = PoolGeometry(n: 1, c: 2, h: 1, w: 1, kernel: 3, stride: 2, pad: 1)
+        p.kw = 2; p.dilationH = 2; p.ceilMode = true
+        try checkLayer(Pool2d("pool1", .max, geometry: p), input: [2, 2, 8, 7], distinct: true)
+        p.countIncludePad = false
+        try checkLayer(Pool2d("pool2", .avg, geometry: p), input: [2, 2, 8, 7])
+        p.countIncludePad = true
+        try checkLayer(Pool2d("pool3", .avg, geometry: p), input: [2, 2, 8, 7])
+        try checkLayer(Linear("fc1", 6, 4, bias: false), input: [3, 6])
+        try checkLayer(Flatten("flatten", axis: 2), input: [2, 3, 2, 2])
+    }
+
     func testPooling() throws {
         try checkLayer(Pool2d("pool1", .max, kernel: 2), input: [2, 2, 4, 6], distinct: true)
         try checkLayer(Pool2d("pool2", .max, kernel: 3, stride: 2), input: [1, 2, 7, 7], distinct: true)
@@ -76,7 +98,8 @@ final class GradientTests: XCTestCase {
         try checkLayer(Flatten("flatten"), input: [2, 3, 2, 2])
     }
     func testActivations() throws {
-        for k: Activation.Kind in [.relu, .leakyRelu(0.1), .sigmoid, .tanh, .gelu, .relu6] {
+        for k: Activation.Kind in [.relu, .leakyRelu(0.1), .sigmoid, .tanh, .gelu, .relu6, .clip(-0.45, 0.65), .hardSigmoid(0.4, 0.5),
+                                   .hardSwish, .elu(1.3), .selu] {
             try checkLayer(Activation("act", k), input: [3, 11])
         }
     }

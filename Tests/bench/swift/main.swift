@@ -119,7 +119,7 @@ if what.contains("infer") {
     let x = Tensor.f32([16 * batch] + net.input.shape)
     var r = RNG(seed: 1)
     for i in 0..<x.count { x.f32[i] = r.uniform() }
-    let ex = try! FeatureExtractor(net: net, layer: net.body.layers.last!.name, activation: false, batch: batch, threads: 2)
+    let ex = try! FeatureExtractor(net: net, layer: net.outputName, activation: false, batch: batch, threads: 2)
     let t = best(minTime: 1) { _ = try! ex.features(x) }
     print("infer\t\(f1(Double(16 * batch) / t))")
 }

@@ -1,0 +1,108 @@
+import XCTest
+@testable import TLCore
+@testable import TLNN
+
+/// Graph ops: finite-difference gradients (through `checkLayer`, a graph being a layer) and
+/// the graph machinery itself.
+final class GraphGradientTests: XCTestCase, LayerGradientChecking {
+    /// A graph on one input of shape `input` (batch included) from (name, op, inputs, attrs).
+    func graph(_ input: [Int], _ nodes: [(String, String, [String], [String: JSON])], tensors: [String: Tensor] = [:]) throws -> Graph {
+        let spec = GraphSpec(inputs: ["x"], outputs: [nodes.last!.0],
+                             nodes: nodes.map { GraphSpec.Node(name: $0.0, op: $0.1, inputs: $0.2, attrs: $0.3) })
+        return try Graph(spec, inputShapes: [input], tensors: tensors)
+    }
+
+    func testBroadcastingArithmetic() throws {
+        let g = try graph([2, 3, 4], [("s", "Sigmoid", ["x"], [:]), ("m", "Mul", ["x", "s"], [:]),
+                                      ("p", "Add", ["m", "bias"], [:]), ("d", "Div", ["p", "scale"], [:]), ("q", "Sub", ["d", "x"], [:]),
+                                      ("h", "Mul", ["q", "half"], [:])],
+                          tensors: ["bias": randomTensor([4], seed: 3), "scale": Tensor([1.5, 2, 2.5] as [Float], shape: [3, 1]),
+                                    "half": Tensor([0.5] as [Float], shape: [])])
+        XCTAssertEqual(g.parameters.map(\.name), ["bias", "scale"])   // one value ("half") stays a constant
+        try checkLayer(g, input: [2, 3, 4])
+    }
+
+    func testMatMulConcatAndShapes() throws {
+        var w = randomTensor([4, 5], seed: 5)
+        try checkLayer(try graph([2, 3, 4], [("mm", "MatMul", ["x", "w"], [:])], tensors: ["w": w]), input: [2, 3, 4])
+        try checkLayer(try graph([2, 3, 4], [("t", "Transpose", ["x"], ["perm": [0, 2, 1]]), ("mm", "MatMul", ["x", "t"], [:])]), input: [2, 3, 4])
+        w = randomTensor([2, 3, 2], seed: 6)
+        try checkLayer(try graph([2, 3, 2], [("s", "Sigmoid", ["x"], [:]), ("c", "Concat", ["x", "s", "w"], ["axis": 2])], tensors: ["w": w]), input: [2, 3, 2])
+        try checkLayer(try graph([2, 3, 4], [("u", "Unsqueeze", ["x"], ["axes": [1]]), ("t", "Transpose", ["u"], ["perm": [0, 3, 2, 1]]),
+                                              ("r", "Reshape", ["t", "shape"], [:]), ("q", "Squeeze", ["r"], ["axes": [2]])],
+                                 tensors: ["shape": Tensor([0, 2, 1, -1] as [Int64])]), input: [2, 3, 4])
+    }
+
+    func testPadSoftmaxReduce() throws {
+        for mode in ["constant", "reflect", "edge"] {
+            try checkLayer(try graph([2, 2, 3, 4], [("p", "Pad", ["x", "pads"], ["mode": .string(mode)])],
+                                     tensors: ["pads": Tensor([0, 0, 1, 2, 0, 0, 2, 1] as [Int64])]), input: [2, 2, 3, 4])
+        }
+        for (op, coerce) in [("Softmax", 0), ("LogSoftmax", 0), ("Softmax", 1), ("LogSoftmax", 1)] {
+            try checkLayer(try graph([2, 3, 4], [(op.lowercased(), op, ["x"], ["axis": 1, "coerce": .number(Double(coerce))])]), input: [2, 3, 4])
+        }
+        try checkLayer(try graph([2, 3, 4], [("r", "ReduceMean", ["x"], ["axes": [1, -1], "keepdims": 0])]), input: [2, 3, 4])
+        try checkLayer(try graph([2, 3, 4], [("r", "ReduceMean", ["x"], ["axes": [2]])]), input: [2, 3, 4])
+    }
+
+    func testGlobalPoolPReluGemm() throws {
+        try checkLayer(try graph([2, 3, 2, 3], [("g", "GlobalAveragePool", ["x"], [:])]), input: [2, 3, 2, 3])
+        try checkLayer(try graph([2, 3, 2, 3], [("g", "GlobalMaxPool", ["x"], [:])]), input: [2, 3, 2, 3], distinct: true)
+        try checkLayer(try graph([2, 3, 2, 2], [("p", "PRelu", ["x", "slope"], [:])], tensors: ["slope": Tensor([0.1, 0.3, -0.2] as [Float], shape: [3, 1, 1])]),
+                       input: [2, 3, 2, 2])
+        // General Gemm: A transposed, a matrix C, α and β.
+        try checkLayer(try graph([4, 3], [("g", "Gemm", ["x", "b", "c"], ["transA": 1, "alpha": 0.5, "beta": 2])],
+                                 tensors: ["b": randomTensor([4, 5], seed: 8), "c": randomTensor([3, 5], seed: 9)]), input: [4, 3])
+        try checkLayer(try graph([3, 4], [("g", "Gemm", ["x", "b", "c"], ["transB": 1])],
+                                 tensors: ["b": randomTensor([5, 4], seed: 8), "c": randomTensor([5], seed: 9)]), input: [3, 4])
+    }
+
+    /// A value read by two nodes (a residual connection): its gradients add up.
+    func testBranchesAndImportedLayers() throws {
+        var g = ConvGeometry(n: 1, c: 2, h: 5, w: 5, oc: 2, kh: 3, kw: 3, pad: 1)
+        g.groups = 1
+        let tensors: [String: Tensor] = ["w": randomTensor([2, 2, 3, 3], seed: 11), "b": randomTensor([2], seed: 12),
+                                         "scale": Tensor([1.2, 0.8] as [Float]), "shift": Tensor([0.1, -0.2] as [Float]),
+                                         "mean": Tensor([0.05, -0.1] as [Float]), "var": Tensor([1.5, 0.7] as [Float])]
+        let net = try graph([2, 2, 5, 5], [("conv", "Conv", ["x", "w", "b"], ["pads": [1, 1, 1, 1]]),
+                                           ("bn", "BatchNormalization", ["conv", "scale", "shift", "mean", "var"], [:]),
+                                           ("relu", "Relu", ["bn"], [:]), ("sum", "Add", ["relu", "x"], [:]),
+                                           ("pool", "MaxPool", ["sum", ], ["kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 1, 1]]),
+                                           ("flat", "Flatten", ["pool"], [:])], tensors: tensors)
+        XCTAssertEqual(Set(net.parameters.map(\.name)), ["w", "b", "scale", "shift"])
+        XCTAssertEqual(Set(net.buffers.map(\.0)), ["mean", "var"])
+        try checkLayer(net, input: [2, 2, 5, 5])
+    }
+}
+
+final class GraphTests: XCTestCase {
+    /// Evaluation-mode forward keeps only what later nodes read, and stops at the value asked for.
+    func testPartialForwardAndShapes() throws {
+        let spec = GraphSpec(inputs: ["x"], outputs: ["out", "mid"], nodes: [
+            .init(name: "mid", op: "Relu", inputs: ["x"]), .init(name: "side", op: "Sigmoid", inputs: ["x"]),
+            .init(name: "out", op: "Add", inputs: ["mid", "side"])])
+        let g = try Graph(spec, inputShapes: [[1, 4]], tensors: [:])
+        XCTAssertEqual(g.sampleShape("out"), [4])
+        let x = Tensor([-1, 0.5, 2, -3] as [Float], shape: [1, 4])
+        let ctx = Context(training: false, threads: 1)
+        XCTAssertEqual(try g.forward(x, until: "mid", ctx).floats, [0, 0.5, 2, 0])
+        XCTAssertEqual(try g.forward(x, ctx).floats.count, 4)
+        XCTAssertThrowsError(try g.forward(x, until: "nope", ctx))
+        // Bad graphs are data errors, not crashes.
+        XCTAssertThrowsError(try Graph(GraphSpec(inputs: ["x"], outputs: ["y"], nodes: [.init(name: "y", op: "Relu", inputs: ["z"])]),
+                                       inputShapes: [[1, 4]], tensors: [:])) { XCTAssertEqual(($0 as? TLError)?.kind, .data) }
+        XCTAssertThrowsError(try Graph(GraphSpec(inputs: ["x"], outputs: ["y"], nodes: [.init(name: "y", op: "Frobnicate", inputs: ["x"])]),
+                                       inputShapes: [[1, 4]], tensors: [:])) { XCTAssertTrue("\($0)".contains("Frobnicate is not supported")) }
+        XCTAssertThrowsError(try Graph(GraphSpec(inputs: ["x"], outputs: ["y"], nodes: [.init(name: "y", op: "Add", inputs: ["x", "w"])]),
+                                       inputShapes: [[1, 4]], tensors: ["w": Tensor([1, 2, 3] as [Float])])) { XCTAssertTrue("\($0)".contains("broadcast")) }
+    }
+
+    /// The JSON form round-trips.
+    func testSpecJSONRoundTrip() throws {
+        let spec = GraphSpec(inputs: ["input"], outputs: ["fc"], nodes: [
+            .init(name: "conv", op: "Conv", inputs: ["input", "conv.weight"], attrs: ["pads": [1, 1, 1, 1], "group": 1]),
+            .init(name: "fc", op: "Gemm", inputs: ["conv", "fc.weight", "fc.bias"], attrs: ["transB": 1, "alpha": 0.5])],
+                             aliases: ["/conv/Conv_output_0": "conv"])
+        XCTAssertEqual(try GraphSpec(json: try JSON.parse(spec.json.serialized)), spec)
+    }
+}
