@@ -3,7 +3,7 @@ import Glibc
 /// The file formats tl reads and writes. Inputs are recognized by their first bytes (a `.gz`
 /// wrapper is undone first), outputs by their extension or an explicit choice.
 public enum Format: String, CaseIterable, Sendable {
-    case tlt, npy, npz, idx, pnm, csv, tsv
+    case tlt, npy, npz, idx, pnm, csv, tsv, safetensors
 
     /// The format an output path asks for: `.tlt`/`.tlm`, `.npy`, `.npz`, `.idx` or `*-ubyte`,
     /// `.pgm`/`.ppm`/`.pnm`, `.csv`, `.tsv`, each optionally followed by `.gz`. "-" is tlt.
@@ -17,6 +17,7 @@ public enum Format: String, CaseIterable, Sendable {
         case "tlt", "tlm": return (.tlt, gz)
         case "npy": return (.npy, gz)
         case "npz": return (.npz, gz)
+        case "safetensors": return (.safetensors, gz)
         case "idx": return (.idx, gz)
         case "pgm", "ppm", "pnm": return (.pnm, gz)
         case "csv": return (.csv, gz)
@@ -60,6 +61,7 @@ public func openRecords(_ path: String, _ opts: ReadOptions = ReadOptions()) thr
         }
         if head.starts(with: NPY.magic) { return try NPYReader(mapped: f, name: opts.name) }
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) { return try NPZReader(f) }
+        if Safetensors.looksLike(Array(f.bytes.prefix(9))) { return try SafetensorsReader(f) }
         if !head.starts(with: [0x1F, 0x8B]) {
             let r = BufferedReader(MemoryPrefixReader(f))
             return try openStream(r, name: path, knownSize: f.size, lower: lower, opts)
@@ -83,6 +85,7 @@ func openStream(_ r: BufferedReader, name: String, knownSize: Int?, lower: Strin
     }
     if head.starts(with: NPY.magic) { return try NPYReader(r, fileName: name, name: opts.name, knownSize: knownSize, chunkBytes: opts.chunkBytes) }
     if head.starts(with: [0x50, 0x4B]) { throw TLError.data(".npz must be a regular file (a ZIP cannot be streamed)", file: name) }
+    if Safetensors.looksLike(try r.peek(9)) { throw TLError.data(".safetensors must be a regular file, not a pipe", file: name) }
     if IDX.looksLikeIDX(head) { return try IDXReader(r, fileName: name, knownSize: knownSize, name: opts.name, chunkBytes: opts.chunkBytes) }
     if PNM.looksLikePNM(head) {
         let bytes = try annotating(file: name) { try r.readToEnd(limit: 1 << 31) }
@@ -218,6 +221,9 @@ public final class RecordWriter {
             case .npz:
                 try joinParts()
                 try NPZ.write(collected.names.map { ($0, collected.tensors[$0]!) }, meta: collected.meta, to: sink)
+            case .safetensors:
+                try joinParts()
+                try Safetensors.write(collected.names.map { ($0, collected.tensors[$0]!) }, meta: collected.meta, to: sink)
             case .npy: try NPY.write(try single().1, to: sink)
             case .idx: try IDX.write(try single().1, to: sink)
             case .csv, .tsv:

@@ -291,9 +291,16 @@ public final class Network {
             }
             target = t
         } else {
-            // The input of the classifier: the last fully connected node before the output.
-            guard let i = g.node(spec.outputs[0]), ["Gemm", "MatMul"].contains(spec.nodes[i].op),
-                  let x = spec.nodes[i].inputs.first(where: { g.node($0) != nil || spec.inputs.contains($0) }) else {
+            // The input of the classifier: the last fully connected node before the output,
+            // looking past a final softmax, dropout or bias addition.
+            func dynamicInput(_ i: Int) -> String? { spec.nodes[i].inputs.first { g.node($0) != nil || spec.inputs.contains($0) } }
+            var i = g.node(spec.outputs[0])
+            while let k = i, ["Softmax", "LogSoftmax", "Identity", "Dropout", "Add"].contains(spec.nodes[k].op),
+                  spec.nodes[k].op != "Add" || spec.nodes[k].inputs.filter({ g.node($0) != nil || spec.inputs.contains($0) }).count == 1,
+                  let d = dynamicInput(k) {
+                i = g.node(d)
+            }
+            guard let c = i, ["Gemm", "MatMul"].contains(spec.nodes[c].op), let x = dynamicInput(c) else {
                 throw TLError.usage("the network does not end in a linear classifier; name a layer with --layer")
             }
             target = x

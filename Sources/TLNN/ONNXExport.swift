@@ -156,11 +156,15 @@ public enum ONNXExport {
         return out
     }
 
+    /// ONNX TensorProto data type codes of tl's dtypes.
+    static let dataTypes: [DType: Int64] = [.f32: 1, .u8: 2, .i8: 3, .u16: 4, .i16: 5, .i32: 6, .i64: 7, .bool: 9, .f16: 10, .f64: 11,
+                                            .u32: 12, .u64: 13, .bf16: 16]
+
     static func tensorProto(_ w: inout ProtoWriter, field: Int, name: String, _ t: Tensor) throws {
-        guard t.dtype == .f32 else { throw TLError(.software, "ONNX export of a \(t.dtype.shortName) tensor") }
+        guard let code = dataTypes[t.dtype] else { throw TLError.data("tensor '\(name)' is \(t.dtype.shortName), which ONNX cannot hold") }
         w.message(field) { p in
             p.packed(1, t.shape.map { Int64($0) })   // dims
-            p.int(2, 1)                              // data_type FLOAT
+            p.int(2, code)                           // data_type
             p.string(8, name)
             p.bytes(9, t.rawBytes)                   // raw_data, little-endian
         }

@@ -30,7 +30,7 @@ public enum TensorTool {
         """, options: [])
 
     static let outputOption = Option("output", "o", value: "FILE", help: "write to FILE (format from its extension; default: tl-format on stdout)")
-    static let toOption = Option("to", value: "FORMAT", help: "output format: tlt, npy, npz, idx, pnm, csv, tsv (default: from the extension)")
+    static let toOption = Option("to", value: "FORMAT", help: "output format: tlt, npy, npz, safetensors, idx, pnm, csv, tsv, onnx (default: from the extension)")
     static let noVerify = Option("no-verify", help: "skip payload checksum verification (header checksums are always checked)")
 
     struct Sub {
@@ -73,7 +73,14 @@ public enum TensorTool {
                       Option("dtype", value: "[NAME=]DTYPE", repeatable: true, help: "convert tensor NAME (default x) to DTYPE: f32 f64 f16 bf16 i64 i32 i16 i8 u64 u32 u16 u8 bool"),
                       Option("name", value: "NAME", help: "name of a single-tensor input (npy, IDX, CSV), or the tensor a single-tensor output takes"),
                       Option("header", help: "CSV/TSV: the first row is a header (input) / write a header row (output)"),
-                      Option("no-header", help: "CSV/TSV input: the first row is data"), noVerify]), run: convert),
+                      Option("no-header", help: "CSV/TSV input: the first row is data"), noVerify,
+                      Option("arch", value: "ARCH", help: "models: build ARCH (lenet5, cnn-small, ... or a spec) from IN's state dict (.safetensors, .npz)"),
+                      Option("input-shape", value: "CxHxW", help: "models: the per-sample input shape, with --arch (e.g. 1x28x28)"),
+                      Option("mean", value: "LIST", help: "models: the input normalization's mean per channel (or one value)"),
+                      Option("std", value: "LIST", help: "models: the input normalization's standard deviation per channel (or one value)"),
+                      Option("scale", value: "S", help: "models: multiply raw inputs by S before the normalization (1/255 for u8 pixels to [0, 1])"),
+                      Option("classes", value: "FILE", help: "models: class names, one per line"),
+                      Option("output-value", value: "NAME", help: "models from ONNX: the graph output that gives the class scores (default: the last)")]), run: convert),
         "stats": Sub(spec: CommandSpec(name: "tl-tensor stats", usage: ["[--name NAME] [--json] [FILE]"],
             summary: "Per-channel count, mean, standard deviation (population), min and max of a tensor, streamed. The channel axis is axis 1 ([N,C,H,W] images: per C; [N,D] features: per column); [N,H,W] gray images and 1-D tensors are one channel.",
             options: [Option("name", value: "NAME", help: "tensor to describe (default x)"),
@@ -110,7 +117,7 @@ public enum TensorTool {
     static func makeWriter(_ a: Arguments, path: String? = nil, meta: JSON?) throws -> RecordWriter {
         var fmt: Format? = nil
         if let t = a.value("to") {
-            guard let f = Format(rawValue: t.lowercased()) else { throw TLError.usage("unknown format '\(t)' (tlt, npy, npz, idx, pnm, csv, tsv)") }
+            guard let f = Format(rawValue: t.lowercased()) else { throw TLError.usage("unknown format '\(t)' (tlt, npy, npz, safetensors, idx, pnm, csv, tsv, onnx)") }
             fmt = f
         }
         return try RecordWriter(path ?? a.value("output") ?? "-", format: fmt, producer: producer, meta: meta)
@@ -126,6 +133,7 @@ public enum TensorTool {
         case is TLTMappedReader, is TLTStreamReader: return "tlt"
         case is NPYReader: return "npy"
         case is NPZReader: return "npz"
+        case is SafetensorsReader: return "safetensors"
         case is IDXReader: return "idx"
         case is PNMReader: return "pnm"
         default: return r.fileName.lowercased().hasSuffix(".tsv") ? "tsv" : (r.fileName.lowercased().hasSuffix(".csv") ? "csv" : "text")
@@ -456,8 +464,14 @@ public enum TensorTool {
             casts[n] = dt
         }
         let outPath = a.positionals.count == 2 ? a.positionals[1] : (a.value("output") ?? "-")
+        let inPath = a.positionals[0]
+        let modelOptions = ["arch", "input-shape", "mean", "std", "scale", "classes", "output-value"].filter { a.has($0) }
+        if inPath.lowercased().hasSuffix(".onnx") || a.has("arch") {
+            return try convertModel(a, inPath, outPath)
+        }
+        if let o = modelOptions.first { throw TLError.usage("--\(o) is for models: an .onnx input, or a state dict with --arch") }
         if outPath.lowercased().hasSuffix(".onnx") || a.value("to")?.lowercased() == "onnx" {
-            return try exportONNX(a.positionals[0], outPath)
+            return try exportONNX(inPath, outPath)
         }
         let r = try openRecords(a.positionals[0], readOptions(a))
         let w = try makeWriter(a, path: outPath, meta: r.streamMeta)
@@ -482,6 +496,56 @@ public enum TensorTool {
             guard missing.isEmpty else { throw TLError.data("--dtype names \(missing.sorted().joined(separator: ", ")), which the input does not have", file: r.fileName) }
         }
         p.finish()
+    }
+
+    /// A network from an ONNX model or from a state dict and an architecture, written as a model
+    /// file (or as ONNX again).
+    static func convertModel(_ a: Arguments, _ inPath: String, _ outPath: String) throws {
+        var classes: [String] = []
+        if let c = a.value("classes") {
+            let text = String(decoding: try Input.open(c).reader().readToEnd(limit: 16 << 20), as: UTF8.self)
+            classes = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+            while classes.last == "" { classes.removeLast() }
+            guard !classes.isEmpty else { throw TLError.data("no class names", file: c) }
+        }
+        func floats(_ k: String) throws -> [Float]? {
+            guard let v = a.value(k) else { return nil }
+            let f = v.split(separator: ",").compactMap { Float(String($0).trimmingSpaces) }
+            guard !f.isEmpty, f.count == v.split(separator: ",").count, f.allSatisfy({ $0.isFinite }) else { throw TLError.usage("--\(k) needs numbers, not '\(v)'") }
+            return f
+        }
+        var spec = InputSpec(shape: [1])
+        if let m = try floats("mean") { spec.mean = m }
+        if let d = try floats("std") {
+            guard d.allSatisfy({ $0 > 0 }) else { throw TLError.usage("--std must be positive") }
+            spec.std = d
+        }
+        if a.has("scale") { spec.scale = Float(try a.double("scale", default: 1)) }
+        let net: Network
+        if inPath.lowercased().hasSuffix(".onnx") {
+            if a.has("arch") || a.has("input-shape") { throw TLError.usage("an ONNX model brings its architecture and input shape; --arch and --input-shape are for state dicts") }
+            net = try Network.importONNX(inPath, input: spec, classes: classes, primary: a.value("output-value"))
+        } else {
+            guard let arch = a.value("arch") else { throw TLError.usage("a state dict needs --arch") }
+            guard let sh = a.value("input-shape") else { throw TLError.usage("--arch needs --input-shape (e.g. 1x28x28)") }
+            let dims = sh.split(separator: "x").compactMap { Int($0) }
+            guard !dims.isEmpty, dims.count == sh.split(separator: "x").count, dims.allSatisfy({ $0 > 0 }) else { throw TLError.usage("--input-shape needs sizes like 1x28x28, not '\(sh)'") }
+            spec.shape = dims
+            net = try StateDict.load(inPath, arch: Architectures.expand(arch), archName: arch, input: spec, classes: classes)
+        }
+        // The normalization must fit the input (1 value, or one per channel).
+        let c = net.input.channels
+        guard [1, c].contains(net.input.mean.count), [1, c].contains(net.input.std.count) else {
+            throw TLError.usage("--mean and --std need 1 or \(c) values for input \(shapeString(net.input.shape))")
+        }
+        if outPath.lowercased().hasSuffix(".onnx") || a.value("to")?.lowercased() == "onnx" {
+            let bytes = try annotating(file: inPath) { try ONNXExport.model(net, producer: "tl", version: tlVersion) }
+            let o = try Output(outPath)
+            do { try o.write(bytes); try o.commit() } catch { o.abandon(); throw error }
+        } else {
+            try net.save(outPath, producer: producer)
+        }
+        Session.note("\(inPath): \(net.arch == "graph" ? "graph of \(net.graph!.description.nodes.count) nodes" : net.arch), \(net.parameterCount) parameters, input \(shapeString(net.input.shape)), \(net.classes.count) classes")
     }
 
     /// A model file (.tlm) as an ONNX model.

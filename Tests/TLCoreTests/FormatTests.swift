@@ -247,3 +247,39 @@ final class ConvertTests: XCTestCase {
         assertThrowsData(try Tensor([2] as [Int64]).converted(to: .bool), "boolean")
     }
 }
+
+/// safetensors: written and read back with tl's dtype names, metadata kept, zero-copy views
+/// where aligned; malformed headers are data errors.
+final class SafetensorsTests: XCTestCase {
+    func testRoundTripAndErrors() throws {
+        let dir = tempDir()
+        let a = sampleTensor(.f32, [3, 4]), b = sampleTensor(.i64, [5]), c = sampleTensor(.u8, [7]), d = sampleTensor(.f16, [2, 2])
+        let w = try RecordWriter(dir + "/m.safetensors", producer: nil, meta: ["model": "test", "n": 3])
+        for (n, t) in [("fc.weight", a), ("steps", b), ("bytes", c), ("half", d)] { try w.write(Record(name: n, tensor: t)) }
+        try w.finish()
+        let r = try openRecords(dir + "/m.safetensors")
+        XCTAssertTrue(r is SafetensorsReader)
+        let set = try readAll(r)
+        XCTAssertEqual(set.names, ["fc.weight", "steps", "bytes", "half"])   // data order
+        XCTAssertTrue(set["fc.weight"]!.bitwiseEqual(a)); XCTAssertTrue(set["steps"]!.bitwiseEqual(b))
+        XCTAssertTrue(set["bytes"]!.bitwiseEqual(c)); XCTAssertTrue(set["half"]!.bitwiseEqual(d))
+        XCTAssertEqual(set.meta?["model"]?.string, "test"); XCTAssertEqual(set.meta?["n"]?.int, 3)
+        // The header is padded to 8 bytes, as the format asks.
+        let bytes = try readFile(dir + "/m.safetensors")
+        let n = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        XCTAssertEqual(n % 8, 0)
+        // A header whose offsets do not fit the data is a data error naming the tensor.
+        var bad = bytes
+        if let i = String(decoding: bytes[8..<(8 + n)], as: UTF8.self).range(of: "\"data_offsets\":[0,48]") {
+            let off = String(decoding: bytes[8..<(8 + n)], as: UTF8.self).distance(from: String(decoding: bytes[8..<(8 + n)], as: UTF8.self).startIndex, to: i.lowerBound)
+            let repl = Array("\"data_offsets\":[0,49]".utf8)
+            for (k, ch) in repl.enumerated() { bad[8 + off + k] = ch }
+        }
+        try writeFile(dir + "/bad.safetensors", bad)
+        XCTAssertThrowsError(try readAll(try openRecords(dir + "/bad.safetensors"))) { e in
+            XCTAssertEqual((e as? TLError)?.kind, .data); XCTAssertTrue("\(e)".contains("fc.weight"), "\(e)")
+        }
+        try writeFile(dir + "/short.safetensors", Array(bytes.prefix(40)))
+        XCTAssertThrowsError(try readAll(try openRecords(dir + "/short.safetensors")))
+    }
+}

@@ -101,6 +101,28 @@ struct ONNXCase {
 }
 
 final class ONNXConformanceTests: XCTestCase {
+    /// The repository's own fixtures (Tests/fixtures/onnx, made by make_fixtures.py with
+    /// onnxruntime's outputs): exporter-style graphs that must import and match.
+    func testRepositoryFixtures() throws {
+        let root = nnRepoRoot + "/Tests/fixtures/onnx"
+        let cases = directoryEntries(root).filter { !$0.hasSuffix(".py") }
+        XCTAssertEqual(cases.count, 2)
+        for c in cases { XCTAssertEqual(ONNXCase(dir: "\(root)/\(c)").run(), .passed, c) }
+        // The PyTorch flatten chain folds to a reshape that keeps the batch: any batch size runs.
+        let model = try fileBytes(root + "/pytorch_flatten_chain/model.onnx").withUnsafeBytes { try ONNX.model($0) }
+        let r = try ONNXImport.convert(model)
+        XCTAssertEqual(r.spec.nodes.map(\.op), ["Conv", "Relu", "MaxPool", "Reshape", "Gemm", "Add", "LogSoftmax"])
+        XCTAssertEqual(r.batched, [true])
+        let g = try Graph(r.spec, inputShapes: [[7, 2, 6, 6]], tensors: r.tensors)
+        XCTAssertEqual(g.shapes[r.spec.outputs[0]], [7, 5])
+        // Nodes take their PyTorch module names where the weights tell them.
+        XCTAssertTrue(r.spec.nodes.contains { $0.name == "conv" })
+        // The default cut looks past the softmax and the bias to the classifier's input.
+        let net = try Network(graph: r.spec, tensors: r.tensors, input: InputSpec(shape: [2, 6, 6]), classes: [])
+        let cut = try net.cut(layer: nil, activation: true)
+        XCTAssertEqual(cut.shape, [36]); XCTAssertEqual(net.graph!.description.nodes[net.graph!.node(cut.value!)!].op, "Reshape")
+    }
+
     /// The ONNX project's backend node tests for the operators CNNs use (../shared/onnx-node-tests).
     func testNodeTests() throws {
         guard let shared = nnShared else { throw XCTSkip("../shared is absent: the ONNX node tests are not available (the repository's own fixtures still run)") }
