@@ -59,6 +59,33 @@ final class ConvTests: XCTestCase {
     }
 
     /// Many images over 1, 2 and 3 threads: the same bits (per-image work; fixed partials for dW).
+    /// Small outputs put several images in one GEMM; depthwise planes run from a padded copy:
+    /// each image's output is the bits it gets alone.
+    func testBatchedPathsMatchOneImageAtATime() {
+        var shapes = [ConvGeometry(n: 7, c: 6, h: 5, w: 5, oc: 10, kh: 3, kw: 3, pad: 1),
+                      ConvGeometry(n: 5, c: 4, h: 6, w: 7, oc: 6, kh: 3, kw: 2, stride: 2, pad: 1, groups: 2),
+                      ConvGeometry(n: 6, c: 8, h: 3, w: 3, oc: 12, kh: 1, kw: 1),                       // pointwise
+                      ConvGeometry(n: 3, c: 5, h: 7, w: 9, oc: 5, kh: 5, kw: 5, stride: 2, pad: 2, groups: 5),   // depthwise
+                      ConvGeometry(n: 3, c: 4, h: 13, w: 11, oc: 4, kh: 3, kw: 3, stride: 1, pad: 1, dilation: 2, groups: 4)]
+        var asym = ConvGeometry(n: 4, c: 3, h: 9, w: 10, oc: 3, kh: 3, kw: 3, stride: 2, groups: 3)
+        (asym.padTop, asym.padLeft, asym.padBottom, asym.padRight) = (0, 0, 1, 1)   // TF "SAME"
+        shapes.append(asym)
+        for g in shapes {
+            let x = randomFloats(g.n * g.c * g.h * g.w, seed: 3), w = randomFloats(g.oc * g.kdim, seed: 4), b = randomFloats(g.oc, seed: 5)
+            var all = [Float](repeating: 0, count: g.n * g.oc * g.oh * g.ow)
+            Conv.forward(g, x: x, weight: w, bias: b, y: &all, threads: 2)
+            var one = g; one.n = 1
+            let inSize = g.c * g.h * g.w, outSize = g.oc * g.oh * g.ow
+            for i in 0..<g.n {
+                var y = [Float](repeating: 0, count: outSize)
+                Array(x[(i * inSize)..<((i + 1) * inSize)]).withUnsafeBufferPointer { Conv.forward(one, x: $0.baseAddress!, weight: w, bias: b, y: &y, threads: 1) }
+                XCTAssertEqual(Array(all[(i * outSize)..<((i + 1) * outSize)]), y, "\(g) image \(i)")
+                let ref = Conv.referenceForward(one, x: Array(x[(i * inSize)..<((i + 1) * inSize)]), weight: w, bias: b)
+                XCTAssertLessThan(maxRelError(y, ref), 1e-5, "\(g) against the reference")
+            }
+        }
+    }
+
     func testThreadCountDoesNotChangeBits() {
         for g in [ConvGeometry(n: 9, c: 4, h: 10, w: 10, oc: 8, kh: 3, kw: 3, pad: 1),
                   ConvGeometry(n: 1, c: 16, h: 12, w: 12, oc: 32, kh: 3, kw: 3, pad: 1),   // one image: threaded GEMM
@@ -181,6 +208,24 @@ final class PoolTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// Other max-pooling geometries in inference (a padded SIMD path): the recording path's values.
+    func testGeneralMaxPoolInferencePath() {
+        var geoms = [PoolGeometry(n: 2, c: 3, h: 112, w: 112, kernel: 3, stride: 2, pad: 1), PoolGeometry(n: 1, c: 2, h: 9, w: 13, kernel: 3, stride: 1, pad: 1),
+                     PoolGeometry(n: 1, c: 2, h: 7, w: 7, kernel: 2, stride: 1)]
+        var c = PoolGeometry(n: 1, c: 2, h: 11, w: 10, kernel: 3, stride: 2); c.ceilMode = true; geoms.append(c)
+        var d = PoolGeometry(n: 1, c: 1, h: 12, w: 17, kernel: 2, stride: 2, pad: 1); d.dilationH = 2; d.dilationW = 3; d.kw = 3; geoms.append(d)
+        for g in geoms {
+            XCTAssertNil(g.problem)
+            var x = randomFloats(g.n * g.c * g.h * g.w, seed: 12)
+            x[3] = .nan
+            var fast = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow), slow = fast
+            var am = [Int32](repeating: 0, count: fast.count)
+            Pool.maxForward(g, x: x, y: &fast, argmax: nil, threads: 2)
+            Pool.maxForward(g, x: x, y: &slow, argmax: &am, threads: 1)
+            for i in fast.indices { XCTAssertTrue(fast[i] == slow[i] || (fast[i].isNaN && slow[i].isNaN), "\(g) [\(i)]") }
         }
     }
 

@@ -4,6 +4,8 @@
       scikit-learn LogisticRegression(C, lbfgs) on the same features; prints
       "sklearn<TAB>seconds<TAB>iterations<TAB>test accuracy<TAB>objective" (the objective in tl's
       scaling: mean loss + 1/(2 C n) |W|^2, computed in float64).
+  peers_pipeline.py ortrand MODEL.onnx BATCH C H W
+      the same on random inputs of that shape.
   peers_pipeline.py ort MODEL.onnx IMAGES.npz BATCH
       onnxruntime, 2 intra-op threads, on the images (raw pixel values as float32, which is
       what tl's exported model takes); prints "ort<TAB>images per second".
@@ -25,11 +27,16 @@ if what == "sklearn":
     n = len(y)
     f = (logsumexp(Z, axis=1) - Z[np.arange(n), y]).mean() + 0.5 / (C * n) * (m.coef_ ** 2).sum()
     print(f"sklearn\t{dt:.2f}\t{int(m.n_iter_[0])}\t{acc:.4f}\t{f:.7f}")
-elif what == "ort":
+elif what in ("ort", "ortrand"):
     import onnxruntime as ort
-    model, images, batch = sys.argv[2], sys.argv[3], int(sys.argv[4])
-    x = np.load(images)["x"].astype(np.float32)
-    if x.ndim == 3: x = x[:, None]
+    if what == "ort":
+        model, images, batch = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        x = np.load(images)["x"].astype(np.float32)
+        if x.ndim == 3: x = x[:, None]
+    else:
+        model, batch = sys.argv[2], int(sys.argv[3])
+        c, hh, ww = map(int, sys.argv[4:7])
+        x = np.random.default_rng(0).random((max(8 * batch, 64), c, hh, ww), dtype=np.float32)
     o = ort.SessionOptions(); o.intra_op_num_threads = 2; o.inter_op_num_threads = 1
     s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name

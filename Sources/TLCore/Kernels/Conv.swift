@@ -85,8 +85,45 @@ public enum Conv {
             }
             return
         }
-        let perImageThreads = g.n >= threads ? 1 : threads
         let px = UnsafeSendable(x), pw = UnsafeSendable(weight), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
+        if columns == nil && outHW < 64 && g.n > 1 {
+            // Small outputs (the late layers of a network on small images): one GEMM per image
+            // would have a handful of columns and pack the whole weight matrix again for each.
+            // Images go side by side instead, about 256 columns per GEMM; per output element
+            // the arithmetic is the same, so are the bits.
+            let per = min(g.n, (256 + outHW - 1) / outHW), parts = (g.n + per - 1) / per
+            let inner = parts >= threads ? 1 : threads
+            Threads.parallelFor(parts, threads: parts >= threads ? threads : 1) { t in
+                let i0 = t * per, cnt = min(per, g.n - i0), ncol = cnt * outHW
+                let cols = Scratch.buffer(.columns, floats: g.groups * g.kdim * ncol)
+                for j in 0..<cnt {
+                    let xi = px.value + (i0 + j) * inSize
+                    for gi in 0..<g.groups {
+                        let dst = cols + gi * g.kdim * ncol + j * outHW
+                        if g.isPointwise {
+                            for c in 0..<g.cg { (dst + c * ncol).update(from: xi + (gi * g.cg + c) * outHW, count: outHW) }
+                        } else {
+                            im2col(g, x: xi + gi * g.cg * g.h * g.w, col: dst, ld: ncol)
+                        }
+                    }
+                }
+                let out = Scratch.buffer(.output, floats: g.oc * ncol)
+                for gi in 0..<g.groups {
+                    GEMM.sgemm(transA: false, transB: false, m: g.ocg, n: ncol, k: g.kdim, alpha: 1,
+                               a: pw.value + gi * g.ocg * g.kdim, lda: g.kdim, b: cols + gi * g.kdim * ncol, ldb: ncol,
+                               beta: 0, c: out + gi * g.ocg * ncol, ldc: ncol, threads: inner)
+                }
+                for j in 0..<cnt {
+                    let yi = py.value + (i0 + j) * outSize
+                    for o in 0..<g.oc {
+                        let src = out + o * ncol + j * outHW, dst = yi + o * outHW, bo = pb.value?[o] ?? 0
+                        if pb.value == nil { dst.update(from: src, count: outHW) } else { for p in 0..<outHW { dst[p] = src[p] + bo } }
+                    }
+                }
+            }
+            return
+        }
+        let perImageThreads = g.n >= threads ? 1 : threads
         let pcols = UnsafeSendable(columns)
         Threads.parallelFor(g.n, threads: g.n >= threads ? threads : 1) { i in
             let xi = px.value + i * inSize, yi = py.value + i * outSize
@@ -190,8 +227,11 @@ public enum Conv {
 
     /// The patches of one group of one image: col[(c·KH + i)·KW + j][oh·OW + ow] =
     /// x[c, oh·sh − padTop + i·dh, ow·sw − padLeft + j·dw], zero outside the image.
-    static func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
-        let oh = g.oh, ow = g.ow
+    /// The column matrix of one image: row (c, i, j) holds the input pixels tap (i, j) of
+    /// channel c reads for every output pixel. Rows are `ld` floats apart (default OH·OW; more
+    /// when several images' columns sit side by side).
+    static func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int? = nil) {
+        let oh = g.oh, ow = g.ow, step = ld ?? oh * ow
         var row = col
         for c in 0..<g.cg {
             let plane = x + c * g.h * g.w
@@ -209,7 +249,7 @@ public enum Conv {
                         else { for q in lo..<hi { out[q] = src[q * g.strideW] } }
                         for q in hi..<ow { out[q] = 0 }
                     }
-                    row += oh * ow
+                    row += step
                 }
             }
         }
@@ -239,20 +279,38 @@ public enum Conv {
     }
 
     /// One depthwise plane: y = bias + Σ_ij w[i, j] · x shifted (channel multiplier 1).
+    /// One plane of a depthwise convolution, output-stationary. The plane is first copied into
+    /// a zero-bordered scratch buffer wide enough that every output column's window lies inside
+    /// it; then 8 outputs of a row live in a register and every tap is accumulated into them
+    /// with FMA (taps in row-major order, from the bias; padding taps add exact zeros), stride 2
+    /// read as the even lanes of 16. Small planes (the 7×7 and 14×14 of late layers) run as
+    /// fast as large ones: there is no edge case left.
     static func depthwisePlane(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: Float, y: UnsafeMutablePointer<Float>) {
-        let oh = g.oh, ow = g.ow
-        y.update(repeating: bias, count: oh * ow)
-        for i in 0..<g.kh {
-            for j in 0..<g.kw {
-                let wv = w[i * g.kw + j]
-                let (dj, lo, hi) = g.columnSpan(j)
-                for r in 0..<oh {
-                    let ih = r * g.strideH - g.padTop + i * g.dilationH
-                    if ih < 0 || ih >= g.h { continue }
-                    let src = x + ih * g.w + dj, out = y + r * ow
-                    if g.strideW == 1 { for q in lo..<hi { out[q] += wv * src[q] } }
-                    else { for q in lo..<hi { out[q] += wv * src[q * g.strideW] } }
+        typealias V = SIMD8<Float>
+        let oh = g.oh, ow = g.ow, sw = g.strideW, dw = g.dilationW, kw = g.kw
+        let chunks = (ow + 7) / 8
+        let hp = g.h + g.padTop + g.padBottom
+        let wp = max(g.w + g.padLeft + g.padRight, (chunks * 8 - 1) * sw + (kw - 1) * dw + 2)
+        let pad = Scratch.buffer(.columns, floats: hp * wp)
+        pad.update(repeating: 0, count: hp * wp)
+        for r in 0..<g.h { (pad + (r + g.padTop) * wp + g.padLeft).update(from: x + r * g.w, count: g.w) }
+        var tail = V()
+        for r in 0..<oh {
+            let out = y + r * ow
+            for c in 0..<chunks {
+                var acc = V(repeating: bias)
+                for i in 0..<g.kh {
+                    let row = UnsafeRawPointer(pad + (r * g.strideH + i * g.dilationH) * wp)
+                    for j in 0..<kw {
+                        let off = (c * 8 * sw + j * dw) * 4
+                        let v: V = sw == 1 ? row.loadUnaligned(fromByteOffset: off, as: V.self)
+                            : (sw == 2 ? row.loadUnaligned(fromByteOffset: off, as: SIMD16<Float>.self).evenHalf
+                                       : V((0..<8).map { row.load(fromByteOffset: off + $0 * sw * 4, as: Float.self) }))
+                        acc.addProduct(V(repeating: w[i * kw + j]), v)
+                    }
                 }
+                if c * 8 + 8 <= ow { UnsafeMutableRawPointer(out + c * 8).storeBytes(of: acc, as: V.self) }
+                else { tail = acc; for k in 0..<(ow - c * 8) { out[c * 8 + k] = tail[k] } }
             }
         }
     }

@@ -67,6 +67,10 @@ public enum Pool {
         Threads.parallelFor(g.n * g.c, threads: planeThreads(g, threads)) { p in
             let xs = px.value + p * hw, ys = py.value + p * oh * ow
             let am = pa.value.map { $0 + p * oh * ow }
+            if am == nil && !simple2x2 && (g.strideW == 1 || g.strideW == 2) {
+                maxPlanePadded(g, x: xs, y: ys)
+                return
+            }
             if simple2x2 && am == nil {
                 // Inference: no winner to record. Vertical max of the two input rows, then of the
                 // even and odd lanes, 8 outputs per step (NaN wins, as below).
@@ -153,6 +157,36 @@ public enum Pool {
                     ys[r * ow + q] = best
                     am?[r * ow + q] = Int32(at)
                 }
+            }
+        }
+    }
+
+    /// Max pooling of one plane for inference: the plane copied into a border of −∞ wide enough
+    /// for every window (ceil mode included), then 8 outputs at a time, the taps in row-major
+    /// order, stride 2 read as the even lanes of 16 (the first maximum, NaN wins, as below).
+    static func maxPlanePadded(_ g: PoolGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD8<Float>
+        let oh = g.oh, ow = g.ow, sw = g.strideW, chunks = (ow + 7) / 8
+        let hp = max(g.h + g.padTop + g.padBottom, (oh - 1) * g.strideH + g.spanH)
+        let wp = max(g.w + g.padLeft + g.padRight, (chunks * 8 - 1) * sw + g.spanW + 1)
+        let pad = Scratch.buffer(.columns, floats: hp * wp)
+        pad.update(repeating: -.infinity, count: hp * wp)
+        for r in 0..<g.h { (pad + (r + g.padTop) * wp + g.padLeft).update(from: x + r * g.w, count: g.w) }
+        for r in 0..<oh {
+            for c in 0..<chunks {
+                var best = V(repeating: -.infinity)
+                for i in 0..<g.kh {
+                    let row = UnsafeRawPointer(pad + (r * g.strideH + i * g.dilationH) * wp)
+                    for j in 0..<g.kw {
+                        let off = (c * 8 * sw + j * g.dilationW) * 4
+                        let v: V = sw == 1 ? row.loadUnaligned(fromByteOffset: off, as: V.self)
+                                           : row.loadUnaligned(fromByteOffset: off, as: SIMD16<Float>.self).evenHalf
+                        best.replace(with: v, where: (v .> best) .| ((v .!= v) .& (best .== best)))
+                    }
+                }
+                let out = y + r * ow + c * 8
+                if c * 8 + 8 <= ow { UnsafeMutableRawPointer(out).storeBytes(of: best, as: V.self) }
+                else { for k in 0..<(ow - c * 8) { out[k] = best[k] } }
             }
         }
     }

@@ -5,8 +5,8 @@ import Glibc
 /// times allocates (and faults in) its working memory once. Dispatch's worker threads persist,
 /// so each worker keeps its own set.
 public enum Scratch {
-    public enum Slot: Int { case packA = 0, packB, columns, extra, reduce }
-    static let slots = 5
+    public enum Slot: Int { case packA = 0, packB, columns, extra, reduce, output }
+    static let slots = 6
 
     final class Buffers {
         var ptr = [UnsafeMutablePointer<Float>?](repeating: nil, count: Scratch.slots)
