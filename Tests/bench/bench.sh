@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: speed and memory figures, each next to its peer measured in the same run.
 # Usage: TL_BIN=.build/release bash Tests/bench/bench.sh [SECTION...]
-# Sections: tensor kernels train pipeline (default: all). Peers are used when present and named when absent;
+# Sections: tensor kernels train pipeline import (default: all). Peers are used when present and named when absent;
 # see Tests/bench/README.md for how to install them. Nothing here asserts a time: it prints.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +11,7 @@ case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 export PATH=$BIN:$PATH
 OUT=$ROOT/Tests/bench/out
 mkdir -p "$OUT"
-SECTIONS=${*:-tensor kernels train pipeline}
+SECTIONS=${*:-tensor kernels train pipeline import}
 SHARED=$ROOT/../shared
 # Debian's python3 (where python3-torch lives) may differ from the python3 on PATH.
 SYSPY=/usr/bin/python3; [ -x $SYSPY ] || SYSPY=python3
@@ -219,6 +219,51 @@ bench_pipeline() {
     echo "  (time includes tl-train reading the 123 MB file; scikit-learn's is fit() alone, to convergence, 2 BLAS threads)"
   fi
   rm -f "$OUT"/p60k.tlt "$OUT"/p6k.tlt "$OUT"/p10k.* "$OUT"/ftr.* "$OUT"/fte.*
+}
+
+bench_import() {
+  echo "== networks from elsewhere (issue 6): imported ONNX models beside onnxruntime and PyTorch, batch 32, 2 threads"
+  local haveort=0 havetorch=0 haveonnx=0
+  python3 -c 'import onnxruntime' 2>/dev/null && haveort=1
+  python3 -c 'import onnx' 2>/dev/null && haveonnx=1
+  $SYSPY -c 'import torch, torchvision' 2>/dev/null && havetorch=1
+  [ $haveort = 1 ] || echo "  onnxruntime: not installed (pip install onnxruntime)"
+  [ $havetorch = 1 ] || echo "  PyTorch/torchvision: not installed (apt-get install python3-torch python3-torchvision); no ResNet-18"
+  local eff=$SHARED/models/efficientnet-lite0-imagenet/efficientnet_lite0_imagenet.onnx
+  local models=()
+  if [ -f "$eff" ]; then
+    cp "$eff" "$OUT/effnet_224.onnx"; models+=("EfficientNet-Lite0|effnet|224")
+    # The same network declared for 64x64 inputs (it has no reshape that depends on the size).
+    if [ $haveonnx = 1 ]; then
+      python3 -c "
+import onnx; m = onnx.load('$eff'); d = m.graph.input[0].type.tensor_type.shape.dim; d[2].dim_value = 64; d[3].dim_value = 64; onnx.save(m, '$OUT/effnet_64.onnx')"
+      models+=("EfficientNet-Lite0|effnet|64")
+    fi
+  else echo "  EfficientNet-Lite0: ../shared/models is absent"; fi
+  if [ $havetorch = 1 ]; then
+    for hw in 224 64; do $SYSPY "$ROOT/Tests/bench/torch_resnet.py" 32 $hw "$OUT/resnet18_$hw.onnx" > "$OUT/torch_resnet_$hw.txt"; models+=("ResNet-18|resnet18|$hw"); done
+  fi
+  printf "  %-20s %6s %12s %10s %12s %7s %10s %7s\n" network size "import s" "tl img/s" onnxruntime ratio PyTorch ratio
+  for m in "${models[@]}"; do
+    local name stem hw
+    IFS='|' read -r name stem hw <<< "$m"
+    local t0 t1; t0=$(python3 -c 'import time; print(time.perf_counter())')
+    tl-tensor convert -q "$OUT/${stem}_$hw.onnx" "$OUT/${stem}_$hw.tlm"
+    t1=$(python3 -c 'import time; print(time.perf_counter())')
+    local imp; imp=$(python3 -c "print(f'{$t1-$t0:.2f}')")
+    local tl; tl=$(tl-bench infer "$OUT/${stem}_$hw.tlm" 32 | cut -f2)
+    local o=- r1=- pt=- r2=-
+    if [ $haveort = 1 ]; then
+      o=$(python3 "$ROOT/Tests/bench/peers_pipeline.py" ortrand "$OUT/${stem}_$hw.onnx" 32 3 $hw $hw | cut -f2)
+      r1=$(python3 -c "print(f'{$tl/$o:.2f}')")
+    fi
+    if [ -f "$OUT/torch_resnet_$hw.txt" ] && [ $stem = resnet18 ]; then
+      pt=$(cut -f2 "$OUT/torch_resnet_$hw.txt"); r2=$(python3 -c "print(f'{$tl/$pt:.2f}')")
+    fi
+    printf "  %-20s %6s %12s %10.1f %12s %7s %10s %7s\n" "$name" "${hw}x$hw" "$imp" "$tl" "$o" "$r1" "$pt" "$r2"
+  done
+  echo "  (import s: tl-tensor convert of the .onnx to a .tlm, whole command; ResNet-18 is 45 MB. Targets: >= 0.8x onnxruntime, >= PyTorch)"
+  rm -f "$OUT"/effnet_* "$OUT"/resnet18_* "$OUT"/torch_resnet_*
 }
 
 for s in $SECTIONS; do
