@@ -68,4 +68,4 @@ man-lint:
 	for m in man/*.[157]; do out=$$(groff -man -ww -z $$m 2>&1); [ -z "$$out" ] || { echo "$$m: $$out"; exit 1; }; done
 
 clean:
-	rm -rf .build examples/out examples/transfer/out Tests/bench/out
+	rm -rf .build examples/out examples/transfer/out examples/imagenet-codes/out Tests/bench/out

@@ -9,14 +9,23 @@ public final class FeatureExtractor {
     public let cut: Network.Cut
     public let batch: Int
     public let threads: Int
+    /// Spatial pooling of [C, H, W] codes to [C]: none, the mean or the maximum of each map.
+    public enum Pooling: String, CaseIterable, Sendable { case none, avg, max }
+    public let pooling: Pooling
 
-    public init(net: Network, layer: String?, activation: Bool = true, batch: Int = 256, threads: Int = Threads.count) throws {
-        self.net = net; self.batch = max(batch, 1); self.threads = threads
+    public init(net: Network, layer: String?, activation: Bool = true, batch: Int = 256, threads: Int = Threads.count,
+                pooling: Pooling = .none) throws {
+        self.net = net; self.batch = max(batch, 1); self.threads = threads; self.pooling = pooling
         cut = try net.cut(layer: layer, activation: activation)
+        if pooling != .none && cut.shape.count != 3 {
+            throw TLError.usage("--pool needs [C, H, W] codes; layer '\(cut.layer)' gives \(shapeString(cut.shape))")
+        }
     }
 
+    /// The per-image shape of the features (after pooling).
+    public var shape: [Int] { pooling == .none ? cut.shape : [cut.shape[0]] }
     /// Floats per output row.
-    public var width: Int { cut.shape.reduce(1, *) }
+    public var width: Int { shape.reduce(1, *) }
 
     /// Features of `raw` [n, ...] as f32 [n, ...cut.shape].
     ///
@@ -28,7 +37,7 @@ public final class FeatureExtractor {
     /// so the output is the same bits for any split.
     public func features(_ raw: Tensor) throws -> Tensor {
         let n = raw.rows
-        let out = try Tensor(zeros: .f32, shape: [n] + cut.shape)
+        let out = try Tensor(zeros: .f32, shape: [n] + shape)
         let parts = max(1, min(threads, (n + batch - 1) / batch))
         var errors = [Error?](repeating: nil, count: parts)
         let me = UnsafeSendable(self), po = UnsafeSendable(out), praw = UnsafeSendable(raw)
@@ -51,7 +60,17 @@ public final class FeatureExtractor {
         while i < rows.upperBound {
             let j = min(rows.upperBound, i + batch)
             let y = try net.forward(try net.prepare(raw.rows(i..<j), threads: threads), to: cut, ctx)
-            (out.f32 + i * width).update(from: y.f32, count: (j - i) * width)
+            switch pooling {
+            case .none: (out.f32 + i * width).update(from: y.f32, count: (j - i) * width)
+            case .avg: Pool.globalAvgForward(planes: (j - i) * width, size: cut.shape[1] * cut.shape[2], x: y.f32, y: out.f32 + i * width)
+            case .max:
+                let size = cut.shape[1] * cut.shape[2]
+                for p in 0..<((j - i) * width) {
+                    var m = -Float.infinity
+                    for q in 0..<size { let v = y.f32[p * size + q]; if v > m || v.isNaN { m = v } }
+                    out.f32[i * width + p] = m
+                }
+            }
             i = j
         }
     }

@@ -22,6 +22,7 @@ public enum ExtractTool {
             Option("layer", "l", value: "NAME", help: "the layer whose output to write (default: the one before the classifier)"),
             Option("no-activation", help: "do not apply the activation that follows the layer (default: apply it, e.g. fc1 then relu)"),
             Option("list-layers", help: "print the layers, their output shapes and the default, then exit"),
+            Option("pool", value: "HOW", help: "pool [C, H, W] codes over space to C values: avg or max (default: none)"),
             Option("batch", "b", value: "N", help: "images per forward pass, per thread (default 32)"),
             Option("dtype", value: "TYPE", help: "f32 or f16 (half the size; default f32)"),
             Option("threads", "j", value: "N", help: "threads (default: all CPUs)"),
@@ -36,9 +37,12 @@ public enum ExtractTool {
         Threads.count = threads
         let net = try Network.load(modelPath).0
         if a.has("list-layers") { try writeStdout(try layerList(net, modelPath)); return }
+        guard let pooling = FeatureExtractor.Pooling(rawValue: a.value("pool") ?? "none") else {
+            throw TLError.usage("--pool must be avg or max, not '\(a.value("pool")!)'")
+        }
         let ex = try annotating(file: modelPath) {
             try FeatureExtractor(net: net, layer: a.value("layer"), activation: !a.has("no-activation"),
-                                 batch: try a.int("batch", default: 32, min: 1), threads: threads)
+                                 batch: try a.int("batch", default: 32, min: 1), threads: threads, pooling: pooling)
         }
         let outType: DType
         switch a.value("dtype") ?? "f32" {
@@ -54,12 +58,13 @@ public enum ExtractTool {
         meta["model_arch"] = .string(net.arch)
         meta["layer"] = .string(ex.cut.layer)
         meta["activation"] = ex.cut.activation.map { .string($0) } ?? .null
-        meta["features"] = .array(ex.cut.shape.map { .number(Double($0)) })
+        meta["features"] = .array(ex.shape.map { .number(Double($0)) })
+        if pooling != .none { meta["pooling"] = .string(pooling.rawValue) }
         if meta["classes"] == nil { meta["source_classes"] = .array(net.classes.map { .string($0) }) }
         let w = try RecordWriter(a.value("output") ?? "-", producer: producer, meta: .object(meta))
         let recordMeta: JSON = ["layer": .string(ex.cut.layer), "activation": ex.cut.activation.map { .string($0) } ?? .null]
         Session.note("\(net.arch.count > 60 ? String(net.arch.prefix(57)) + "..." : net.arch): features of \(ex.cut.layer)" +
-                     (ex.cut.activation.map { " after \($0)" } ?? "") + ", \(shapeString(ex.cut.shape)) per image")
+                     (ex.cut.activation.map { " after \($0)" } ?? "") + (pooling == .none ? "" : ", \(pooling.rawValue)-pooled") + ", \(shapeString(ex.shape)) per image")
         let progress = Progress("extract", total: knownRows(reader), unit: "img")
         // Chunks of about 4 MiB of output, whole batches.
         let chunkRows = max(ex.batch, (4 << 20) / max(ex.width * 4, 1) / ex.batch * ex.batch)

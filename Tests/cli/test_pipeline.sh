@@ -84,6 +84,17 @@ if [ $have_numpy = 1 ]; then
 import numpy as np; a = np.load('$P/pre.npz')['x']; b = np.load('$P/post.npz')['x']
 assert (a < 0).any() and (b >= 0).all() and np.array_equal(np.maximum(a, 0), b)" && ok || bad "--no-activation is the pre-ReLU output"
 fi
+# Pooled convolutional codes: the mean (or max) of each map.
+if [ $have_numpy = 1 ]; then
+  tl-extract -q -m "$P/src.tlm" --layer conv2 "$P/tte.tlt" -o "$P/maps.npz" && tl-extract -q -m "$P/src.tlm" --layer conv2 --pool avg "$P/tte.tlt" -o "$P/avg.npz" \
+    && tl-extract -q -m "$P/src.tlm" --layer conv2 --pool max "$P/tte.tlt" -o "$P/max.npz" && python3 -c "
+import numpy as np; m = np.load('$P/maps.npz')['x']; a = np.load('$P/avg.npz')['x']; b = np.load('$P/max.npz')['x']
+assert m.shape[1:] == (16, 8, 8) and a.shape == (m.shape[0], 16) and np.allclose(a, m.mean((2, 3)), atol=1e-6) and np.array_equal(b, m.max((2, 3)))" \
+    && ok || bad "--pool avg and max over conv2's maps"
+fi
+expect 64 "--pool of a vector layer" -- tl-extract -m "$P/src.tlm" --pool avg "$P/tte.tlt" -o "$P/bad.tlt"
+err_has "--pool needs [C, H, W] codes" "pool message"
+expect 64 "--pool sum" -- tl-extract -m "$P/src.tlm" --layer conv2 --pool sum "$P/tte.tlt" -o "$P/bad.tlt"
 # A directory of PGM images of mixed sizes: resized to the model's 28x28, in name order.
 mkdir -p "$P/imgs"
 tl-tensor head -n 3 -q "$P/tte.tlt" | tl-tensor convert - "$P/imgs/a%d.pgm" -q
