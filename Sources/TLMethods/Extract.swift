@@ -14,9 +14,9 @@ public final class FeatureExtractor {
     public let pooling: Pooling
 
     public init(net: Network, layer: String?, activation: Bool = true, batch: Int = 256, threads: Int = Threads.count,
-                pooling: Pooling = .none) throws {
+                pooling: Pooling = .none, task: Task? = nil) throws {
         self.net = net; self.batch = max(batch, 1); self.threads = threads; self.pooling = pooling
-        cut = try net.cut(layer: layer, activation: activation)
+        cut = try net.cut(layer: layer, activation: activation, task: task)
         if pooling != .none && cut.shape.count != 3 {
             throw TLError.usage("--pool needs [C, H, W] codes; layer '\(cut.layer)' gives \(shapeString(cut.shape))")
         }
@@ -59,7 +59,7 @@ public final class FeatureExtractor {
         var i = rows.lowerBound
         while i < rows.upperBound {
             let j = min(rows.upperBound, i + batch)
-            let y = try net.forward(try net.prepare(raw.rows(i..<j), threads: threads), to: cut, ctx)
+            let y = try net.forward(try net.prepare(raw.rows(i..<j), input: cut.input, threads: threads), to: cut, ctx)
             switch pooling {
             case .none: (out.f32 + i * width).update(from: y.f32, count: (j - i) * width)
             case .avg: Pool.globalAvgForward(planes: (j - i) * width, size: cut.shape[1] * cut.shape[2], x: y.f32, y: out.f32 + i * width)

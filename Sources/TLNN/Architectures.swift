@@ -32,12 +32,18 @@ public enum Architectures {
         builtins.first { $0.0 == arch }?.1 ?? arch
     }
 
-    /// Builds the network for per-sample input shape `input` and `classes` outputs.
-    public static func build(_ arch: String, input: [Int], classes: Int) throws -> Sequential {
-        let spec = expand(arch)
-        var tokens = spec.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+    /// The spec's tokens.
+    public static func tokens(_ arch: String) -> [String] {
+        expand(arch).split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+    }
+
+    /// Builds the network for per-sample input shape `input` and `classes` outputs. With
+    /// `classifier` false, the layers of the spec only (a trunk that heads are put on).
+    public static func build(_ arch: String, input: [Int], classes: Int, classifier: Bool = true) throws -> Sequential {
+        var tokens = self.tokens(arch)
         guard !tokens.isEmpty else { throw TLError.usage("empty architecture '\(arch)'") }
-        if let last = tokens.last, last.hasPrefix("fc") {
+        if !classifier {
+        } else if let last = tokens.last, last.hasPrefix("fc") {
             guard let n = Int(last.dropFirst(2)) else { throw TLError.usage("architecture token '\(last)': fc needs a size") }
             if classes > 0 && n != classes {
                 throw TLError.usage("architecture '\(arch)' ends in \(last), but the data has \(classes) classes")

@@ -21,6 +21,12 @@ extension GraphOp {
     public var layer: Layer? { nil }
 }
 
+/// Ops and layers whose parameters (and buffers) a graph may share between nodes: `share`
+/// replaces each by the one the lookup returns (the first node's, for the same name).
+protocol SharingParameters: AnyObject {
+    func share(_ parameter: (Parameter) -> Parameter, _ buffer: (String, Tensor) -> Tensor)
+}
+
 /// A graph as data: what the model file stores and the ONNX importer produces. Nodes are in
 /// topological order; each has a name (also the name of its output value), an ONNX op type, its
 /// inputs by name (the graph input, earlier nodes, or tensors: parameters, buffers, constants)
@@ -107,6 +113,26 @@ public final class Graph: Layer {
             ops.append(op); dyn.append(dynamic); seen.insert(n.name)
         }
         for o in spec.outputs where !seen.contains(o) { throw TLError.data("graph: output '\(o)' is not computed by any node") }
+        // Nodes that read the same weight tensor share one parameter (a middle shared by
+        // several inputs, tied weights): one value, one gradient both accumulate into.
+        var pool: [String: Parameter] = [:], bufferPool: [String: Tensor] = [:]
+        for (i, op) in ops.enumerated() {
+            for p in op.parameters {
+                if let q = pool[p.name], q !== p {
+                    guard q.value.shape == p.value.shape, op is SharingParameters else {
+                        throw TLError.data("graph: node '\(spec.nodes[i].name)' (\(spec.nodes[i].op)) reads parameter '\(p.name)' as \(shapeString(p.value.shape)), another node as \(shapeString(q.value.shape)); it cannot be shared")
+                    }
+                }
+            }
+            (op as? SharingParameters)?.share({ p in
+                if let q = pool[p.name] { return q }
+                pool[p.name] = p; return p
+            }, { name, t in
+                if let u = bufferPool[name], u.shape == t.shape { return u }
+                bufferPool[name] = t; return t
+            })
+            for p in op.parameters where pool[p.name] == nil { pool[p.name] = p }
+        }
         self.ops = ops; dynamicInputs = dyn
         // Constants: used tensors that no op owns as a parameter or buffer.
         let owned = Set(ops.flatMap { $0.parameters.map(\.name) + $0.buffers.map(\.0) })
@@ -125,6 +151,21 @@ public final class Graph: Layer {
         return (ops.flatMap(\.buffers) + constants).filter { seen.insert($0.0).inserted }
     }
     public var children: [Layer] { ops.compactMap(\.layer) }
+
+    /// The parameters and buffers of node `i` (shared ones included).
+    public func parameters(ofNode i: Int) -> [Parameter] { ops[i].parameters }
+    public func buffers(ofNode i: Int) -> [(String, Tensor)] { ops[i].buffers }
+    /// The layer node `i` runs, when it runs one (convolutions, fully connected layers, ...).
+    public func layer(ofNode i: Int) -> Layer? { ops[i].layer }
+
+    /// Every tensor the graph holds by name (parameters' and buffers' current values, constants):
+    /// what `Graph.init` takes to build the same graph again.
+    public var tensors: [String: Tensor] {
+        var t: [String: Tensor] = [:]
+        for p in parameters { t[p.name] = p.value }
+        for (n, b) in buffers { t[n] = b }
+        return t
+    }
 
     /// The index of the node computing value `name`, if a node does.
     public func node(_ name: String) -> Int? { description.nodes.firstIndex { $0.name == name } }
@@ -148,32 +189,50 @@ public final class Graph: Layer {
     /// Runs the nodes needed for value `target` (the ancestors of its node) on the inputs by
     /// name and returns it. Values are dropped as soon as their last consumer has run.
     public func forward(_ inputs: [String: Tensor], until target: String, _ ctx: Context) throws -> Tensor {
-        if let x = inputs[target] { return x }
-        guard let last = node(target) else { throw TLError.usage("the graph has no value '\(target)'") }
-        let needed = ancestors(of: last)
+        try forward(inputs, outputs: [target], ctx)[target]!
+    }
+
+    /// Runs the nodes needed for every value in `targets` (a multi-head network's outputs) on
+    /// the inputs by name, each node once, and returns those values.
+    public func forward(_ inputs: [String: Tensor], outputs targets: [String], _ ctx: Context) throws -> [String: Tensor] {
+        var needed = Set<Int>()
+        for t in targets where inputs[t] == nil {
+            guard let k = node(t) else { throw TLError.usage("the graph has no value '\(t)'") }
+            needed.formUnion(ancestors(of: k))
+        }
         var values = inputs
         for i in description.inputs where values[i] == nil && needed.contains(where: { dynamicInputs[$0].contains(i) }) {
             throw TLError.usage("the graph needs input '\(i)'")
         }
+        let keep = Set(targets)
         var left = consumers
-        for i in 0...last where needed.contains(i) {
+        for i in needed.sorted() {
             let n = description.nodes[i]
             let args = dynamicInputs[i].map { values[$0]! }
             values[n.name] = try annotating(file: nil, location: "node '\(n.name)' (\(n.op))") { try ops[i].forward(args, ctx) }
             for d in dynamicInputs[i] {
                 left[d]! -= 1
-                if left[d] == 0 && d != target { values[d] = nil }
+                if left[d] == 0 && !keep.contains(d) { values[d] = nil }
             }
         }
-        return values[target]!
+        return values.filter { keep.contains($0.key) }
     }
 
-    func ancestors(of last: Int) -> Set<Int> {
+    /// The nodes value `last`'s node depends on, itself included.
+    public func ancestors(of last: Int) -> Set<Int> {
         var need = Set([last]), stack = [last]
         while let i = stack.popLast() {
             for d in dynamicInputs[i] { if let j = node(d), need.insert(j).inserted { stack.append(j) } }
         }
         return need
+    }
+
+    /// The graph inputs value `name` depends on (itself, when it is an input).
+    public func inputs(of name: String) -> [String] {
+        if description.inputs.contains(name) { return [name] }
+        guard let k = node(name) else { return [] }
+        let used = Set(ancestors(of: k).flatMap { dynamicInputs[$0] })
+        return description.inputs.filter(used.contains)
     }
 
     /// Backward from the first output (after a training forward of it).

@@ -10,7 +10,7 @@ public enum GraphOps {
     public static let supported: Set<String> = [
         "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish",
         "Elu", "Selu", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Add", "Sub", "Mul", "Div",
-        "Concat", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Softmax", "LogSoftmax", "ReduceMean", "Identity", "Dropout",
+        "Concat", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Softmax", "LogSoftmax", "ReduceMean", "Identity", "Dropout", "Gelu",
     ]
 
     /// Builds node `n`. `tensors` holds every static input by name; `inputShapes` are the full
@@ -183,11 +183,21 @@ public enum GraphOps {
             if let (_, t) = try optionalStatic(1) { axes = (0..<t.count).map { Int(t.int64(at: $0) ?? 0) } }
             if axes == nil && a.int("noop_with_empty_axes", 0) == 1 { return IdentityOp() }
             return ReduceMeanOp(axes: axes, keepDims: a.int("keepdims", 1) == 1)
-        case "Identity", "Dropout":
-            if n.op == "Dropout", let (_, t) = try optionalStatic(2), t.count > 0, t.double(at: 0) != 0 {
+        case "Identity":
+            return IdentityOp()
+        case "Dropout":
+            // The identity in evaluation; in training (fine-tuning) it drops, as in the network's
+            // own training. Ratio: attribute before opset 12, then input 1; 0.5 by default.
+            if let (_, t) = try optionalStatic(2), t.count > 0, t.double(at: 0) != 0 {
                 throw TLError.data("Dropout in training mode is not supported")
             }
-            return IdentityOp()
+            var ratio = a.float("ratio", 0.5)
+            if let (_, t) = try optionalStatic(1), t.count > 0 { ratio = Float(t.double(at: 0)) }
+            guard ratio >= 0 && ratio < 1 else { throw TLError.data("dropout ratio \(ratio) is outside [0, 1)") }
+            return LayerOp(Dropout(n.name, p: ratio, stream: UInt64(CRC32.checksum(Array(n.name.utf8))) | 1 << 40))
+        case "Gelu":
+            guard a.string("approximate", "none") == "none" else { throw TLError.data("only the exact (erf) GELU is supported") }
+            return LayerOp(Activation(n.name, .gelu))
         default:
             throw TLError.data("operator \(n.op) is not supported (tl imports: \(supported.sorted().joined(separator: ", ")))")
         }
@@ -299,12 +309,14 @@ enum Operand {
         }
     }
     var parameter: Parameter? { if case .parameter(let p) = self { return p }; return nil }
+    func shared(_ f: (Parameter) -> Parameter) -> Operand { if case .parameter(let p) = self { return .parameter(f(p)) }; return self }
     var isDynamic: Bool { if case .dynamic = self { return true }; return false }
 }
 
 /// A layer as a graph op (one dynamic input).
-final class LayerOp: GraphOp {
+final class LayerOp: GraphOp, SharingParameters {
     let wrapped: Layer
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { (wrapped as? SharingParameters)?.share(p, b) }
     init(_ l: Layer) { wrapped = l }
     var layer: Layer? { wrapped }
     func outputShape(_ i: [[Int]]) throws -> [Int] { try wrapped.outputShape(i[0]) }
@@ -377,9 +389,11 @@ enum Broadcast {
 }
 
 /// Add, Sub, Mul, Div with NumPy broadcasting; either operand may be computed, learned or fixed.
-final class BinaryOp: GraphOp {
+final class BinaryOp: GraphOp, SharingParameters {
     enum Kind: String { case Add, Sub, Mul, Div }
-    let kind: Kind, a: Operand, b: Operand
+    let kind: Kind
+    var a: Operand, b: Operand
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { a = a.shared(p); self.b = self.b.shared(p) }
     var cached: (Tensor, Tensor)?
     init(_ k: Kind, _ a: Operand, _ b: Operand) { kind = k; self.a = a; self.b = b }
     var parameters: [Parameter] { [a.parameter, b.parameter].compactMap { $0 } }
@@ -440,10 +454,11 @@ final class BinaryOp: GraphOp {
 }
 
 /// y = x for x ≥ 0, slope·x otherwise, the slope broadcast (one per channel, usually).
-final class PReluOp: GraphOp {
-    let slope: Parameter
+final class PReluOp: GraphOp, SharingParameters {
+    var slope: Parameter
     var x: Tensor?
     init(_ s: Parameter) { slope = s }
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { slope = p(slope) }
     var parameters: [Parameter] { [slope] }
     func outputShape(_ i: [[Int]]) throws -> [Int] { _ = try Broadcast.shape(i[0], slope.value.shape); return i[0] }
     func forward(_ i: [Tensor], _ ctx: Context) throws -> Tensor {
@@ -473,10 +488,11 @@ final class PReluOp: GraphOp {
 
 /// NumPy matmul: [..., M, K] · [..., K, N] with the batch axes broadcast; a 1-D operand gains
 /// (and then loses) an axis.
-final class MatMulOp: GraphOp {
-    let a: Operand, b: Operand
+final class MatMulOp: GraphOp, SharingParameters {
+    var a: Operand, b: Operand
     var cached: (Tensor, Tensor)?
     init(_ o: [Operand]) { a = o[0]; b = o[1] }
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { a = a.shared(p); self.b = self.b.shared(p) }
     var parameters: [Parameter] { [a.parameter, b.parameter].compactMap { $0 } }
 
     struct Plan { var batch: [Int]; var m: Int; var k: Int; var n: Int; var sa: [Int]; var sb: [Int]; var out: [Int] }
@@ -548,8 +564,10 @@ final class MatMulOp: GraphOp {
 }
 
 /// Joins its operands along `axis`.
-final class ConcatOp: GraphOp {
-    let axis: Int, operands: [Operand]
+final class ConcatOp: GraphOp, SharingParameters {
+    let axis: Int
+    var operands: [Operand]
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { operands = operands.map { $0.shared(p) } }
     var shapes: [[Int]] = []
     init(axis: Int, operands: [Operand]) { self.axis = axis; self.operands = operands }
     var parameters: [Parameter] { operands.compactMap(\.parameter) }
@@ -847,8 +865,9 @@ final class GlobalPoolOp: GraphOp {
 }
 
 /// Y = α·op(A)·op(B) + β·C in general (C broadcast to [M, N]); the usual Gemm is a Linear layer.
-final class GemmOp: GraphOp {
-    let a: Operand, b: Operand, c: Operand?
+final class GemmOp: GraphOp, SharingParameters {
+    var a: Operand, b: Operand, c: Operand?
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { a = a.shared(p); self.b = self.b.shared(p); c = c?.shared(p) }
     let transA: Bool, transB: Bool, alpha: Float, beta: Float
     var cached: (Tensor, Tensor)?
     var cShape: [Int] = []

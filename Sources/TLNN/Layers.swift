@@ -17,7 +17,7 @@ public protocol Initializable { func initialize(_ rng: inout RNG) }
 public final class Linear: Layer, Initializable {
     public let name: String
     public let inFeatures: Int, outFeatures: Int
-    public let weight: Parameter, bias: Parameter?
+    public internal(set) var weight: Parameter, bias: Parameter?
     var x: Tensor?
     public init(_ name: String, _ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
         self.name = name; self.inFeatures = inFeatures; self.outFeatures = outFeatures
@@ -67,7 +67,7 @@ public final class Conv2d: Layer, Initializable {
     public var kernel: Int { shape.kh }
     public var stride: Int { shape.strideH }
     public var pad: Int { shape.padTop }
-    public let weight: Parameter, bias: Parameter?
+    public internal(set) var weight: Parameter, bias: Parameter?
     var x: Tensor?, columns: Tensor?
     public convenience init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
         self.init(name, inChannels, outChannels, geometry: ConvGeometry(n: 1, c: inChannels, h: 1, w: 1, oc: outChannels, kh: kernel, kw: kernel,
@@ -338,7 +338,7 @@ public final class BatchNorm: Layer {
     public let name: String
     public let channels: Int
     public let eps: Float, momentum: Float
-    public let weight: Parameter, bias: Parameter
+    public internal(set) var weight: Parameter, bias: Parameter
     public var runningMean: Tensor, runningVar: Tensor
     var xhat: Tensor?, invstd: [Float] = [], usedBatchStats = false
     public init(_ name: String, _ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
@@ -351,6 +351,11 @@ public final class BatchNorm: Layer {
     }
     public var spec: String { "bn" }
     public var parameters: [Parameter] { [weight, bias] }
+    /// Back to a new layer's state: scale 1, shift 0, running mean 0 and variance 1.
+    public func reset() {
+        weight.v.update(repeating: 1, count: channels); bias.v.update(repeating: 0, count: channels)
+        runningMean.f32.update(repeating: 0, count: channels); runningVar.f32.update(repeating: 1, count: channels)
+    }
     /// Names of the running statistics (an imported graph keeps the file's names).
     public internal(set) lazy var bufferNames = ("\(name).running_mean", "\(name).running_var")
     public var buffers: [(String, Tensor)] { [(bufferNames.0, runningMean), (bufferNames.1, runningVar)] }
@@ -487,5 +492,20 @@ public final class Residual: Layer {
         let dx = Tensor.f32(ga.shape, zero: false)
         for i in 0..<ga.count { dx.f32[i] = ga.f32[i] + gb.f32[i] }
         return dx
+    }
+}
+
+// MARK: sharing in graphs
+
+extension Linear: SharingParameters {
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { weight = p(weight); bias = bias.map(p) }
+}
+extension Conv2d: SharingParameters {
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) { weight = p(weight); bias = bias.map(p) }
+}
+extension BatchNorm: SharingParameters {
+    func share(_ p: (Parameter) -> Parameter, _ b: (String, Tensor) -> Tensor) {
+        weight = p(weight); bias = p(bias)
+        runningMean = b(bufferNames.0, runningMean); runningVar = b(bufferNames.1, runningVar)
     }
 }

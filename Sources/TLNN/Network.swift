@@ -95,14 +95,37 @@ public struct MomentAccumulator {
     }
 }
 
+/// A classification task of a network: the output value that scores it and its class names.
+/// The default task has the empty name (its labels are the `y` record; a named task's are
+/// `y.NAME`).
+public struct Task: Equatable, Sendable {
+    public var name: String
+    public var output: String
+    public var classes: [String]
+    public init(name: String, output: String, classes: [String]) { self.name = name; self.output = output; self.classes = classes }
+    /// The label record of this task.
+    public var labelRecord: String { name.isEmpty ? "y" : "y.\(name)" }
+    var json: JSON { ["name": .string(name), "output": .string(output), "classes": .array(classes.map { .string($0) })] }
+}
+
 /// A network: the layers it is made of, the input it expects and the class names of its head.
 /// Its body is either a stack of layers built from an architecture spec (`Architectures`) or a
 /// graph of operations (an imported ONNX model, a multi-branch network).
 public final class Network {
     /// The architecture spec of a stack, or "graph".
     public let arch: String
-    public let input: InputSpec
-    public var classes: [String]
+    /// What each input of the network expects (one per graph input; a stack has one).
+    public let inputs: [InputSpec]
+    public var input: InputSpec { inputs[0] }
+    /// The classification tasks the network answers: the first is the default one (its labels
+    /// are `y`); a multi-head network (multitask, Learning without Forgetting, a progressive
+    /// network's source column) has more, each an output value with its class names.
+    public var tasks: [Task]
+    /// The default task's class names.
+    public var classes: [String] {
+        get { tasks[0].classes }
+        set { tasks[0].classes = newValue }
+    }
     public let body: Layer
     /// How it was made (command line, seed, data fingerprint, version): kept in the model file.
     public var meta: JSON = .object([:])
@@ -111,28 +134,65 @@ public final class Network {
     public var graph: Graph? { body as? Graph }
 
     public init(arch: String, input: InputSpec, classes: [String]) throws {
-        self.arch = arch; self.input = input; self.classes = classes
-        body = try Architectures.build(arch, input: input.shape, classes: classes.count)
+        self.arch = arch; inputs = [input]
+        let s = try Architectures.build(arch, input: input.shape, classes: classes.count)
+        body = s
+        tasks = [Task(name: "", output: s.layers.last!.name, classes: classes)]
     }
 
     /// A graph network; its first output must give one score per class (named "0", "1", ...
     /// when `classes` is empty).
-    public init(graph spec: GraphSpec, tensors: [String: Tensor], input: InputSpec, classes: [String]) throws {
-        arch = "graph"; self.input = input
-        let g = try Graph(spec, inputShapes: [[1] + input.shape], tensors: tensors)
-        body = g
-        let out = g.sampleShape(spec.outputs[0]) ?? []
-        guard out.count == 1 else {
-            throw TLError.data("the network's output '\(spec.outputs[0])' is \(shapeString(out)) per sample, not one score per class")
-        }
-        guard classes.isEmpty || classes.count == out[0] else {
-            throw TLError.data("\(classes.count) class names for \(out[0]) outputs")
-        }
-        self.classes = classes.isEmpty ? (0..<out[0]).map(String.init) : classes
+    public convenience init(graph spec: GraphSpec, tensors: [String: Tensor], input: InputSpec, classes: [String]) throws {
+        try self.init(graph: spec, tensors: tensors, inputs: [input], tasks: [Task(name: "", output: spec.outputs[0], classes: classes)])
     }
 
-    /// The value the network outputs (its last layer, or its graph's first output).
-    public var outputName: String { graph?.description.outputs[0] ?? sequential!.layers.last!.name }
+    /// A graph network with one input description per graph input and one or more tasks, each
+    /// an output of one score per class (classes named "0", "1", ... when a task has none).
+    public init(graph spec: GraphSpec, tensors: [String: Tensor], inputs: [InputSpec], tasks: [Task]) throws {
+        arch = "graph"; self.inputs = inputs
+        guard inputs.count == spec.inputs.count else {
+            throw TLError.data("the graph has \(spec.inputs.count) inputs; \(inputs.count) input descriptions given")
+        }
+        let g = try Graph(spec, inputShapes: inputs.map { [1] + $0.shape }, tensors: tensors)
+        body = g
+        guard !tasks.isEmpty, Set(tasks.map(\.name)).count == tasks.count else { throw TLError.data("the network's tasks need distinct names") }
+        self.tasks = try tasks.map { t in
+            guard let out = g.sampleShape(t.output) else { throw TLError.data("task '\(t.name)': the graph has no value '\(t.output)'") }
+            guard out.count == 1 else {
+                throw TLError.data("the network's output '\(t.output)' is \(shapeString(out)) per sample, not one score per class")
+            }
+            guard t.classes.isEmpty || t.classes.count == out[0] else {
+                throw TLError.data("\(t.classes.count) class names for \(out[0]) outputs" + (t.name.isEmpty ? "" : " of task '\(t.name)'"))
+            }
+            guard g.inputs(of: t.output).count == 1 else {
+                throw TLError.data("task '\(t.name)': output '\(t.output)' depends on \(g.inputs(of: t.output).count) inputs; a task reads one")
+            }
+            return Task(name: t.name, output: t.output, classes: t.classes.isEmpty ? (0..<out[0]).map(String.init) : t.classes)
+        }
+    }
+
+    /// The value the network outputs (its last layer, or its default task's output).
+    public var outputName: String { tasks[0].output }
+
+    /// The task named `name` ("" or nil: the default task).
+    public func task(_ name: String?) throws -> Task {
+        guard let n = name, !n.isEmpty else { return tasks[0] }
+        guard let t = tasks.first(where: { $0.name == n }) else {
+            let known = tasks.map { $0.name.isEmpty ? "(default)" : $0.name }.joined(separator: ", ")
+            throw TLError.usage("the network has no task '\(n)' (it has: \(known))")
+        }
+        return t
+    }
+
+    /// The index of the input that value `name` is computed from (0 for a stack).
+    public func inputIndex(of name: String) throws -> Int {
+        guard let g = graph else { return 0 }
+        let ins = g.inputs(of: name)
+        guard ins.count == 1, let k = g.description.inputs.firstIndex(of: ins[0]) else {
+            throw TLError.usage("'\(name)' depends on \(ins.count) of the network's inputs; name a value computed from one")
+        }
+        return k
+    }
 
     public var parameters: [Parameter] { body.parameters }
     public var buffers: [(String, Tensor)] { body.buffers }
@@ -150,10 +210,28 @@ public final class Network {
     /// Logits for a normalized batch [N, ...input.shape].
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try body.forward(x, ctx) }
 
+    /// Several output values (tasks' heads) for a normalized batch of input `k`, each layer run
+    /// once: what training a multi-head network needs before `backward`.
+    public func forward(_ x: Tensor, input k: Int, outputs: [String], _ ctx: Context) throws -> [String: Tensor] {
+        guard let g = graph else {
+            guard k == 0, outputs.allSatisfy({ $0 == outputName }) else { throw TLError.usage("a stack network has one input and one output") }
+            return [outputName: try body.forward(x, ctx)]
+        }
+        return try g.forward([g.description.inputs[k]: x], outputs: outputs, ctx)
+    }
+
+    /// Backward from the loss gradients of output values (after a training `forward`):
+    /// parameter gradients accumulate.
+    public func backward(_ seeds: [String: Tensor], _ ctx: Context) {
+        if let g = graph { _ = g.backward(seeds, needInputGrad: false, ctx); return }
+        if let d = seeds[outputName] { _ = body.backward(d, needInputGrad: false, ctx) }
+    }
+
     /// Raw data (any numeric dtype, [N, ...]) to the normalized f32 batch the network expects:
     /// x = (raw·scale − mean[c]) / std[c]. Any per-sample shape with the right element count in
     /// C order is accepted (gray [N, H, W] for a [1, H, W] input, flattened rows).
-    public func normalize(_ raw: Tensor) throws -> Tensor {
+    public func normalize(_ raw: Tensor, input k: Int = 0) throws -> Tensor {
+        let input = inputs[k]
         let per = input.shape.reduce(1, *)
         guard raw.rank >= 1, perSample(raw.shape) == per else {
             throw TLError.data("inputs are \(shapeString(Array(raw.shape.dropFirst()))) per sample; the network expects \(shapeString(input.shape))")
@@ -181,12 +259,13 @@ public final class Network {
     /// gray (BT.601 luma) for a one-channel network, and images of another size are resized
     /// (bilinear, half-pixel centers); then `normalize`. Inputs that already have the
     /// network's shape (or its element count per row) go straight to `normalize`.
-    public func prepare(_ raw: Tensor, threads: Int = Threads.count) throws -> Tensor {
-        guard input.shape.count == 3, raw.rank == 3 || raw.rank == 4 else { return try normalize(raw) }
+    public func prepare(_ raw: Tensor, input k: Int = 0, threads: Int = Threads.count) throws -> Tensor {
+        let input = inputs[k]
+        guard input.shape.count == 3, raw.rank == 3 || raw.rank == 4 else { return try normalize(raw, input: k) }
         let (C, H, W) = (input.shape[0], input.shape[1], input.shape[2])
         let n = raw.rows
         let (c, h, w) = raw.rank == 3 ? (1, raw.shape[1], raw.shape[2]) : (raw.shape[1], raw.shape[2], raw.shape[3])
-        if c == C && h == H && w == W { return try normalize(raw) }
+        if c == C && h == H && w == W { return try normalize(raw, input: k) }
         guard c == C || c == 1 || (c == 3 && C == 1) else {
             throw TLError.data("images have \(c) channels; the network takes \(C), and only gray to \(C) or RGB to gray can be converted")
         }
@@ -202,7 +281,7 @@ public final class Network {
             Resize.bilinear(planes: n * C, h: h, w: w, oh: H, ow: W, x: f.f32, y: t.f32, threads: threads)
             f = t
         }
-        return try normalize(f)
+        return try normalize(f, input: k)
     }
 
     /// The layer named `name` anywhere in the network (`conv1`, `block2.conv1`).
@@ -240,8 +319,10 @@ public final class Network {
         public let activation: String?
         public let shape: [Int]
         public var value: String? = nil
-        public init(end: Int, layer: String, activation: String?, shape: [Int], value: String? = nil) {
-            self.end = end; self.layer = layer; self.activation = activation; self.shape = shape; self.value = value
+        /// The network input the cut reads (a multi-input graph's).
+        public var input = 0
+        public init(end: Int, layer: String, activation: String?, shape: [Int], value: String? = nil, input: Int = 0) {
+            self.end = end; self.layer = layer; self.activation = activation; self.shape = shape; self.value = value; self.input = input
         }
     }
 
@@ -250,8 +331,12 @@ public final class Network {
     /// when `activation` is true (codes are taken after the ReLU that follows them in training,
     /// as in the cs231n recipe). Without a name: the layer before the classifier (the last
     /// layer, which must be linear), with its activation.
-    public func cut(layer name: String?, activation: Bool) throws -> Cut {
-        if let g = graph { return try graphCut(g, name, activation) }
+    public func cut(layer name: String?, activation: Bool, task: Task? = nil) throws -> Cut {
+        if let g = graph {
+            var c = try graphCut(g, name, activation, from: (task ?? tasks[0]).output)
+            c.input = try inputIndex(of: c.value!)
+            return c
+        }
         let layers = sequential!.layers
         var index: Int
         if let name = name {
@@ -281,7 +366,7 @@ public final class Network {
 
     static let activationOps: Set<String> = ["Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "PRelu"]
 
-    func graphCut(_ g: Graph, _ name: String?, _ activation: Bool) throws -> Cut {
+    func graphCut(_ g: Graph, _ name: String?, _ activation: Bool, from output: String) throws -> Cut {
         let spec = g.description
         func consumers(_ v: String) -> [GraphSpec.Node] { spec.nodes.filter { $0.inputs.contains(v) } }
         var target: String
@@ -291,16 +376,8 @@ public final class Network {
             }
             target = t
         } else {
-            // The input of the classifier: the last fully connected node before the output,
-            // looking past a final softmax, dropout or bias addition.
-            func dynamicInput(_ i: Int) -> String? { spec.nodes[i].inputs.first { g.node($0) != nil || spec.inputs.contains($0) } }
-            var i = g.node(spec.outputs[0])
-            while let k = i, ["Softmax", "LogSoftmax", "Identity", "Dropout", "Add"].contains(spec.nodes[k].op),
-                  spec.nodes[k].op != "Add" || spec.nodes[k].inputs.filter({ g.node($0) != nil || spec.inputs.contains($0) }).count == 1,
-                  let d = dynamicInput(k) {
-                i = g.node(d)
-            }
-            guard let c = i, ["Gemm", "MatMul"].contains(spec.nodes[c].op), let x = dynamicInput(c) else {
+            // The input of the classifier.
+            guard let c = Network.classifierNode(g, output: output), let x = Network.dynamicInput(g, c) else {
                 throw TLError.usage("the network does not end in a linear classifier; name a layer with --layer")
             }
             target = x
@@ -319,14 +396,64 @@ public final class Network {
         return Cut(end: -1, layer: layer, activation: act, shape: g.sampleShape(target) ?? [], value: target)
     }
 
+    static func dynamicInput(_ g: Graph, _ i: Int) -> String? {
+        g.description.nodes[i].inputs.first { g.node($0) != nil || g.description.inputs.contains($0) }
+    }
+
+    /// The classifier of a graph's output: the last fully connected node (Gemm or MatMul)
+    /// before it, looking past a final softmax, dropout or bias addition.
+    static func classifierNode(_ g: Graph, output: String) -> Int? {
+        let spec = g.description
+        var i = g.node(output)
+        while let k = i, ["Softmax", "LogSoftmax", "Identity", "Dropout", "Add"].contains(spec.nodes[k].op),
+              spec.nodes[k].op != "Add" || spec.nodes[k].inputs.filter({ g.node($0) != nil || spec.inputs.contains($0) }).count == 1,
+              let d = dynamicInput(g, k) {
+            i = g.node(d)
+        }
+        guard let c = i, ["Gemm", "MatMul"].contains(spec.nodes[c].op) else { return nil }
+        return c
+    }
+
+    /// The fully connected layer that scores a task (the default one when nil): the last layer of
+    /// a stack, or a graph's classifier node, which must be a fully connected layer with its
+    /// weights (what fine-tuning replaces by a new head).
+    public func classifier(task: Task? = nil) throws -> Linear {
+        if let s = sequential {
+            guard let l = s.layers.last as? Linear else { throw TLError.usage("the network does not end in a fully connected classifier") }
+            return l
+        }
+        let g = graph!
+        guard let c = Network.classifierNode(g, output: (task ?? tasks[0]).output), let l = g.layer(ofNode: c) as? Linear else {
+            throw TLError.usage("the network's output does not come from a fully connected layer with fixed weights (Gemm), which fine-tuning can replace")
+        }
+        return l
+    }
+
     /// The network up to a cut, applied to a normalized batch.
     public func forward(_ x: Tensor, to cut: Cut, _ ctx: Context) throws -> Tensor {
-        if let g = graph, let v = cut.value { return try g.forward(x, until: v, ctx) }
+        if let g = graph, let v = cut.value { return try g.forward([g.description.inputs[cut.input]: x], until: v, ctx) }
         return try sequential!.layers[..<cut.end].reduce(x) { try $1.forward($0, ctx) }
     }
 
     func contains(_ l: Layer, _ target: Layer) -> Bool {
         l === target || l.children.contains { contains($0, target) }
+    }
+
+    /// Takes the values of every parameter and buffer from `other`, a network of the same
+    /// structure (a checkpoint of this one): the same names and shapes, nothing missing.
+    public func adopt(_ other: Network) throws {
+        var theirs: [String: Tensor] = [:]
+        for p in other.parameters { theirs[p.name] = p.value }
+        for (n, t) in other.buffers { theirs[n] = t }
+        var mine: [(String, Tensor)] = parameters.map { ($0.name, $0.value) } + buffers
+        mine = mine.filter { $0.1.dtype == .f32 }
+        guard Set(mine.map(\.0)) == Set(theirs.filter { $0.value.dtype == .f32 }.keys) else {
+            throw TLError.data("the network's tensors differ from the ones these options build")
+        }
+        for (n, t) in mine {
+            guard let o = theirs[n], o.shape == t.shape else { throw TLError.data("tensor '\(n)' has another shape than these options build") }
+            t.rawPointer.copyMemory(from: o.rawPointer, byteCount: t.byteCount)
+        }
     }
 
     // MARK: model file
@@ -342,6 +469,8 @@ public final class Network {
         var m: [String: JSON] = ["kind": "model", "arch": .string(arch), "input": input.json,
                                  "classes": .array(classes.map { .string($0) }), "train": meta]
         if let g = graph { m["graph"] = g.description.json }
+        if inputs.count > 1 { m["inputs"] = .array(inputs.map(\.json)) }
+        if tasks.count > 1 || !tasks[0].name.isEmpty { m["tasks"] = .array(tasks.map(\.json)) }
         return .object(m)
     }
 
@@ -370,8 +499,17 @@ public final class Network {
         let classes = m["classes"]?.array?.compactMap { $0.string } ?? []
         if let gj = m["graph"] {
             // A graph adopts its tensors by name; every tensor of the file must be one it uses.
-            let net = try annotating(file: path) {
-                try Network(graph: try GraphSpec(json: gj), tensors: set.tensors, input: try InputSpec(json: inp), classes: classes)
+            let net = try annotating(file: path) { () throws -> Network in
+                let spec = try GraphSpec(json: gj)
+                let inputs = try m["inputs"]?.array.map { try $0.map { try InputSpec(json: $0) } } ?? [try InputSpec(json: inp)]
+                var tasks = [Task(name: "", output: spec.outputs[0], classes: classes)]
+                if let tj = m["tasks"]?.array {
+                    tasks = try tj.map { t in
+                        guard let n = t["name"]?.string, let o = t["output"]?.string else { throw TLError.data("model task description is incomplete") }
+                        return Task(name: n, output: o, classes: t["classes"]?.array?.compactMap { $0.string } ?? [])
+                    }
+                }
+                return try Network(graph: spec, tensors: set.tensors, inputs: inputs, tasks: tasks)
             }
             net.meta = m["train"] ?? .object([:])
             let used = Set(net.parameters.map(\.name) + net.buffers.map(\.0))

@@ -48,27 +48,105 @@ public struct LabeledData {
     public func gather(_ idx: [Int]) -> Tensor { try! x.gathered(idx) }
 }
 
-/// Mini-batch training of a network with softmax cross-entropy. Deterministic: the shuffle of
-/// epoch e, the augmentation and dropout of step s depend only on (seed, e, s), so the same seed
-/// and thread count give the same bits, and a run resumed from an epoch's checkpoint continues
-/// exactly as the uninterrupted run would.
+/// Training data for any network: one part per network input that has rows, each row with a
+/// label per task of the network (−1 where it has none: multitask data where some examples
+/// are labeled for some tasks only).
+public struct TrainingSet {
+    public struct Part {
+        /// The network input these rows go through.
+        public var input: Int
+        public var x: Tensor
+        /// labels[task][row], −1 for none.
+        public var labels: [[Int]]
+        public init(input: Int, x: Tensor, labels: [[Int]]) { self.input = input; self.x = x; self.labels = labels }
+        public var count: Int { x.rows }
+    }
+    public var parts: [Part]
+    public init(parts: [Part]) { self.parts = parts }
+    /// One input, one task, every row labeled.
+    public init(_ d: LabeledData) { parts = [Part(input: 0, x: d.x, labels: [d.y])] }
+    public var count: Int { parts.reduce(0) { $0 + $1.count } }
+}
+
+/// Distillation toward a teacher's outputs on the same inputs (output preservation, as in
+/// Learning without Forgetting): λ · T² · KL(softmax(teacher/T) ‖ softmax(head/T)) on every
+/// row, `head` one of the network's tasks.
+public struct Distillation {
+    public var task: Int
+    public var teacher: Network
+    public var lambda: Float
+    public var temperature: Float
+    public init(task: Int, teacher: Network, lambda: Float, temperature: Float) {
+        self.task = task; self.teacher = teacher; self.lambda = lambda; self.temperature = temperature
+    }
+}
+
+/// A penalty on the parameters themselves, added to the batch loss: L2-SP (Li, Grandvalet and
+/// Davoine 2018), α/2·‖w − w⁰‖² pulling copied weights toward their starting point w⁰ and
+/// β/2·‖w‖² on the new ones. Frozen parameters are left out.
+public struct ParameterPenalty {
+    public var anchored: [(Parameter, Tensor, Float)] = []
+    public var shrunk: [(Parameter, Float)] = []
+    public init() {}
+    public var isEmpty: Bool { anchored.isEmpty && shrunk.isEmpty }
+
+    /// The penalty's value; adds its gradient to the parameters' gradients.
+    @discardableResult
+    public func apply() -> Double {
+        var total = 0.0
+        for (p, w0, a) in anchored where !p.frozen && a != 0 {
+            var s = 0.0
+            for i in 0..<p.count { let d = p.v[i] - w0.f32[i]; s += Double(d * d); p.g[i] += a * d }
+            total += 0.5 * Double(a) * s
+        }
+        for (p, b) in shrunk where !p.frozen && b != 0 {
+            var s = 0.0
+            for i in 0..<p.count { let w = p.v[i]; s += Double(w * w); p.g[i] += b * w }
+            total += 0.5 * Double(b) * s
+        }
+        return total
+    }
+}
+
+/// What the training minimizes beyond the default task's cross-entropy: the weights of the
+/// tasks (one per task of the network, 1 by default), output distillation and a parameter
+/// penalty.
+public struct Objective {
+    public var taskWeights: [Float]? = nil
+    public var distillation: Distillation? = nil
+    public var penalty = ParameterPenalty()
+    public init() {}
+}
+
+/// Mini-batch training of a network with softmax cross-entropy on each of its tasks (the mean
+/// over the rows of the batch labeled for the task), plus the objective's distillation and
+/// penalty. Deterministic: the shuffle of epoch e, the augmentation and dropout of step s depend
+/// only on (seed, e, s), so the same seed and thread count give the same bits, and a run resumed
+/// from an epoch's checkpoint continues exactly as the uninterrupted run would.
 public final class Trainer {
     public let net: Network
     public let config: TrainConfig
     public let optimizer: Optimizer
-    public let data: LabeledData
+    public let data: TrainingSet
+    public let objective: Objective
     public let stepsPerEpoch: Int
     public let schedule: Schedule
     public private(set) var step = 0
     public private(set) var epoch = 0
     public var bestValAccuracy = -1.0
     public var epochsSinceBest = 0
+    /// Called before each epoch with its index (gradual unfreezing sets `frozen` here).
+    public var beforeEpoch: ((Int) -> Void)? = nil
 
-    public init(net: Network, config: TrainConfig, data: LabeledData) {
-        self.net = net; self.config = config; self.data = data
+    public convenience init(net: Network, config: TrainConfig, data: LabeledData) {
+        self.init(net: net, config: config, set: TrainingSet(data))
+    }
+
+    public init(net: Network, config: TrainConfig, set: TrainingSet, objective: Objective = Objective()) {
+        self.net = net; self.config = config; data = set; self.objective = objective
         optimizer = Optimizer(config.optimizer, momentum: config.optimizer == .sgd ? config.momentum : 0,
                               nesterov: config.nesterov, weightDecay: config.weightDecay)
-        stepsPerEpoch = (data.count + config.batch - 1) / config.batch
+        stepsPerEpoch = (set.count + config.batch - 1) / config.batch
         schedule = Schedule(config.schedule, base: config.lr, totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch: stepsPerEpoch,
                             warmupSteps: Int(config.warmupEpochs * Double(stepsPerEpoch)))
     }
@@ -82,32 +160,26 @@ public final class Trainer {
     public var shouldStop: Bool { config.patience.map { epochsSinceBest >= $0 } ?? false }
 
     /// One epoch. `onBatch(images, loss)` reports progress. Throws a data error on a NaN loss.
+    /// Training accuracy is the default task's, over its labeled rows.
     public func trainEpoch(val: LabeledData?, onBatch: (Int, Double) -> Void) throws -> EpochStats {
+        beforeEpoch?(epoch)
         let t0 = monotonicSeconds()
         var rng = RNG(seed: config.seed, stream: 0x5EED_0000 &+ UInt64(epoch))
-        let order = rng.permutation(data.count)
-        var lossSum = 0.0, correct = 0, seen = 0
+        let total = data.count
+        let order = rng.permutation(total)
+        var lossSum = 0.0, correct = 0, labeled = 0, seen = 0
         var lastLR: Float = 0
         let params = net.parameters
         for b in 0..<stepsPerEpoch {
-            let idx = order[(b * config.batch)..<min(data.count, (b + 1) * config.batch)]
-            var raw = data.gather(Array(idx))
-            if config.cropPad > 0 || config.flip { raw = augment(raw, step: step) }
-            let x = try net.normalize(raw)
-            let labels = idx.map { data.y[$0] }
-            let ctx = Context(training: true, seed: config.seed, step: UInt64(step), threads: config.threads)
-            for p in params where !p.frozen { p.zeroGrad() }
-            let logits = try net.forward(x, ctx)
-            let (loss, grad) = Loss.crossEntropy(logits: logits, labels: labels, smoothing: config.labelSmoothing, classWeights: config.classWeights)
+            let idx = order[(b * config.batch)..<min(total, (b + 1) * config.batch)]
+            let r = try lossAndGradients(rows: Array(idx))
+            let loss = r.loss
+            correct += r.correct; labeled += r.labeled
             guard loss.isFinite else {
                 throw TLError.data("the loss became \(loss) at epoch \(epoch + 1), batch \(b + 1) (learning rate too high?)")
             }
-            _ = net.body.backward(grad, needInputGrad: false, ctx)
             lastLR = schedule.rate(step)
             optimizer.step(params, lr: lastLR)
-            var am = [Int](repeating: 0, count: idx.count)
-            Elementwise.argmaxRows(rows: idx.count, cols: logits.shape[1], x: logits.f32, out: &am)
-            for (k, l) in labels.enumerated() where am[k] == l { correct += 1 }
             lossSum += loss * Double(idx.count); seen += idx.count
             step += 1
             onBatch(idx.count, loss)
@@ -120,8 +192,78 @@ public final class Trainer {
             if a > bestValAccuracy { bestValAccuracy = a; epochsSinceBest = 0 } else { epochsSinceBest += 1 }
         }
         epoch += 1
-        return EpochStats(epoch: epoch, loss: lossSum / Double(max(seen, 1)), trainAccuracy: Double(correct) / Double(max(seen, 1)),
+        return EpochStats(epoch: epoch, loss: lossSum / Double(max(seen, 1)), trainAccuracy: Double(correct) / Double(max(labeled, 1)),
                           valAccuracy: valAcc, lr: lastLR, seconds: dt, imagesPerSecond: Double(seen) / dt)
+    }
+
+    /// The objective on rows `idx` of the training set (indices over all parts in order) and
+    /// its gradient, left in the parameters' gradients (zeroed first): one training step
+    /// without the update. Also the default task's correct and labeled counts.
+    public func lossAndGradients(rows idx: [Int]) throws -> (loss: Double, correct: Int, labeled: Int) {
+        for p in net.parameters where !p.frozen { p.zeroGrad() }
+        var start = 0, loss = 0.0, correct = 0, labeled = 0
+        for (k, part) in data.parts.enumerated() {
+            let rows = idx.filter { $0 >= start && $0 < start + part.count }.map { $0 - start }
+            start += part.count
+            guard !rows.isEmpty else { continue }
+            let r = try step(part, rows: rows, seedOffset: UInt64(k))
+            loss += r.loss; correct += r.correct; labeled += r.labeled
+        }
+        if !objective.penalty.isEmpty { loss += objective.penalty.apply() }
+        return (loss, correct, labeled)
+    }
+
+    /// Forward and backward of one part's rows of a batch: the tasks labeled among them, and
+    /// distillation when the part goes through the default input. Gradients accumulate.
+    func step(_ part: TrainingSet.Part, rows: [Int], seedOffset: UInt64) throws -> (loss: Double, correct: Int, labeled: Int) {
+        var raw = try part.x.gathered(rows)
+        if config.cropPad > 0 || config.flip { raw = augment(raw, step: step) }
+        let x = try net.normalize(raw, input: part.input)
+        let ctx = Context(training: true, seed: config.seed &+ seedOffset, step: UInt64(step), threads: config.threads)
+        // Tasks with labels here: (task index, labeled positions in the batch, their labels).
+        var work: [(Int, [Int], [Int])] = []
+        for (t, labels) in part.labels.enumerated() {
+            var pos: [Int] = [], lab: [Int] = []
+            for (i, r) in rows.enumerated() where labels[r] >= 0 { pos.append(i); lab.append(labels[r]) }
+            if !pos.isEmpty { work.append((t, pos, lab)) }
+        }
+        let distill = objective.distillation.flatMap { part.input == 0 ? $0 : nil }
+        var wanted = work.map { net.tasks[$0.0].output }
+        if let d = distill { wanted.append(net.tasks[d.task].output) }
+        guard !wanted.isEmpty else { return (0, 0, 0) }
+        let outs = try net.forward(x, input: part.input, outputs: Array(Set(wanted)).sorted(), ctx)
+        var seeds: [String: Tensor] = [:]
+        func addSeed(_ name: String, _ g: Tensor) {
+            if let old = seeds[name] { for i in 0..<g.count { old.f32[i] += g.f32[i] } } else { seeds[name] = g }
+        }
+        var loss = 0.0, correct = 0, labeled = 0
+        for (t, pos, lab) in work {
+            let logits = outs[net.tasks[t].output]!
+            let k = logits.shape[1], all = pos.count == rows.count
+            let sub = all ? logits : try logits.gathered(pos)
+            let (l, g) = Loss.crossEntropy(logits: sub, labels: lab, smoothing: config.labelSmoothing, classWeights: t == 0 ? config.classWeights : nil)
+            let w = objective.taskWeights?[t] ?? 1
+            loss += Double(w) * l
+            let full = all ? g : Tensor.f32([rows.count, k])
+            if !all { for (j, i) in pos.enumerated() { (full.f32 + i * k).update(from: g.f32 + j * k, count: k) } }
+            if w != 1 { for i in 0..<full.count { full.f32[i] *= w } }
+            addSeed(net.tasks[t].output, full)
+            if t == 0 {
+                var am = [Int](repeating: 0, count: pos.count)
+                Elementwise.argmaxRows(rows: pos.count, cols: k, x: sub.f32, out: &am)
+                for (j, y) in lab.enumerated() where am[j] == y { correct += 1 }
+                labeled += pos.count
+            }
+        }
+        if let d = distill {
+            let teacher = try d.teacher.forward(x, Context(training: false, threads: config.threads))
+            let (l, g) = Loss.distillation(student: outs[net.tasks[d.task].output]!, teacher: teacher, temperature: d.temperature)
+            loss += Double(d.lambda) * l
+            if d.lambda != 1 { for i in 0..<g.count { g.f32[i] *= d.lambda } }
+            addSeed(net.tasks[d.task].output, g)
+        }
+        net.backward(seeds, ctx)
+        return (loss, correct, labeled)
     }
 
     /// Accuracy of the network on labeled data (evaluation mode, batches of 256).

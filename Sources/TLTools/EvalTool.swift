@@ -24,6 +24,7 @@ public enum EvalTool {
             Option("top-k", "k", value: "K", help: "also report top-K accuracy (default 5 when there are more than 5 classes)"),
             Option("json", help: "the report as one JSON object"),
             Option("predict", help: "write a stream with pred and prob (or score) records instead of a report"),
+            Option("task", value: "NAME", help: "the task of a multi-head model to run (labels y.NAME, else y); default: its first"),
             Option("batch", "b", value: "N", help: "rows per forward pass, per thread (default 32)"),
             Option("threads", "j", value: "N", help: "threads (default: all CPUs)"),
             Option("output", "o", value: "FILE", help: "write the report or the predictions to FILE (default: stdout)"),
@@ -43,22 +44,25 @@ public enum EvalTool {
         if predict && a.has("json") { throw TLError.usage("--predict writes a stream; --json is for the report") }
         let topArg = try a.value("top-k").map { _ in try a.int("top-k", default: 5, min: 1) }
 
-        // The whole network, run as tl-extract runs a cut of it (threads split the rows).
+        // The task's whole network, run as tl-extract runs a cut of it (threads split the rows).
+        let task = try model.map { m in try annotating(file: m.1) { try m.0.task(a.value("task")) } }
+        let labelRecord = a.value("task").map { $0.isEmpty ? "y" : "y.\($0)" } ?? "y"
         let runner = try model.map { m in
-            try annotating(file: m.1) { try FeatureExtractor(net: m.0, layer: m.0.outputName, activation: false, batch: batch, threads: threads) }
+            try annotating(file: m.1) { try FeatureExtractor(net: m.0, layer: task!.output, activation: false, batch: batch, threads: threads, task: task) }
         }
         let reader = try openRecords(path)
         // Ranked classes per row (kmax each), labels, and the class names as found.
         var kmax = max(topArg ?? 5, 1)
-        var ranked: [Int32] = [], labels: [Int] = [], names: [String]? = model?.0.classes
-        var classes = model?.0.classes.count ?? 0
+        var ranked: [Int32] = [], labels: [Int] = [], taskLabels: [Int] = [], names: [String]? = task?.classes
+        var classes = task?.classes.count ?? 0
         var predSource: String? = nil, preds: [Int32] = []
         let svm = model?.0.meta["linear"]?["loss"]?.string == "svm"
         var writer: RecordWriter? = nil
         if predict {
             var meta: [String: JSON] = reader.streamMeta?.object ?? [:]
             meta["kind"] = "predictions"; meta["model"] = .string(model!.1)
-            meta["classes"] = .array(model!.0.classes.map { .string($0) })
+            meta["classes"] = .array(task!.classes.map { .string($0) })
+            if let t = task, !t.name.isEmpty { meta["task"] = .string(t.name) }
             writer = try RecordWriter(a.value("output") ?? "-", producer: producer, meta: .object(meta))
         }
         let progress = Progress(predict ? "predict" : "eval", total: ExtractTool.knownRows(reader), unit: "rows")
@@ -67,18 +71,19 @@ public enum EvalTool {
                 let t = r.tensor
                 switch r.name {
                 case "x" where model != nil:
-                    let (net, mp) = model!
+                    let (_, mp) = model!
+                    let k = task!.classes.count
                     guard let ex = runner else { break }
-                    guard ex.cut.shape == [net.classes.count] else {
+                    guard ex.cut.shape == [k] else {
                         throw TLError.data("the model's output is \(shapeString(ex.cut.shape)), not one score per class", file: mp)
                     }
-                    kmax = min(kmax, net.classes.count)
+                    kmax = min(kmax, k)
                     // Chunks of 4096 rows: bounded memory, both threads busy.
                     var i = 0
                     while i < t.rows {
                         let j = min(t.rows, i + 4096)
                         let logits = try annotating(file: reader.fileName, location: "x rows \(i)..<\(j)") { try ex.features(t.rows(i..<j)) }
-                        ClassificationReport.rank(rows: j - i, classes: net.classes.count, scores: logits.f32, k: kmax, into: &ranked)
+                        ClassificationReport.rank(rows: j - i, classes: k, scores: logits.f32, k: kmax, into: &ranked)
                         if let w = writer { try writePredictions(w, logits, svm: svm, ranked: ranked, k: kmax) }
                         progress.advance(j - i)
                         i = j
@@ -94,9 +99,13 @@ public enum EvalTool {
                     classes = max(classes, t.shape[1]); kmax = min(kmax, t.shape[1])
                     let f = try t.converted(to: .f32)
                     ClassificationReport.rank(rows: t.rows, classes: t.shape[1], scores: f.f32, k: kmax, into: &ranked)
-                case "y":
-                    guard t.rank == 1 else { throw TLError.data("'y' must be one label per row, not \(shapeString(t.shape))", file: reader.fileName) }
-                    labels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: labels.count) }
+                case "y", labelRecord:
+                    guard t.rank == 1 else { throw TLError.data("'\(r.name)' must be one label per row, not \(shapeString(t.shape))", file: reader.fileName) }
+                    if r.name == "y" {
+                        labels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: labels.count) }
+                    } else {
+                        taskLabels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: taskLabels.count) }
+                    }
                     try writer?.write(r)
                 case "names":
                     if names == nil { names = TensorTool.classNames(t) }
@@ -116,6 +125,7 @@ public enum EvalTool {
                                             : "no 'x' record (inputs) in the input", file: reader.fileName)
         }
         let rows = ranked.count / kmax
+        if !taskLabels.isEmpty { labels = taskLabels }
         if labels.isEmpty {
             if predict { return }
             throw TLError.data("no labels ('y') to evaluate against", file: reader.fileName)

@@ -22,6 +22,7 @@ public enum ExtractTool {
             Option("layer", "l", value: "NAME", help: "the layer whose output to write (default: the one before the classifier)"),
             Option("no-activation", help: "do not apply the activation that follows the layer (default: apply it, e.g. fc1 then relu)"),
             Option("list-layers", help: "print the layers, their output shapes and the default, then exit"),
+            Option("task", value: "NAME", help: "a multi-head model's task whose classifier the default layer precedes (default: its first)"),
             Option("pool", value: "HOW", help: "pool [C, H, W] codes over space to C values: avg or max (default: none)"),
             Option("batch", "b", value: "N", help: "images per forward pass, per thread (default 32)"),
             Option("dtype", value: "TYPE", help: "f32 or f16 (half the size; default f32)"),
@@ -42,7 +43,8 @@ public enum ExtractTool {
         }
         let ex = try annotating(file: modelPath) {
             try FeatureExtractor(net: net, layer: a.value("layer"), activation: !a.has("no-activation"),
-                                 batch: try a.int("batch", default: 32, min: 1), threads: threads, pooling: pooling)
+                                 batch: try a.int("batch", default: 32, min: 1), threads: threads, pooling: pooling,
+                                 task: try net.task(a.value("task")))
         }
         let outType: DType
         switch a.value("dtype") ?? "f32" {
@@ -134,6 +136,9 @@ public enum ExtractTool {
         for (name, spec, shape) in shapes {
             var mark = ""
             if let d = def { if name == d.layer { mark = "default" + (d.activation.map { " (then \($0))" } ?? "") } }
+            if net.tasks.count > 1, let t = net.tasks.first(where: { $0.output == name }) {
+                mark += (mark.isEmpty ? "" : "; ") + "scores of task " + (t.name.isEmpty ? "(default)" : t.name)
+            }
             rows.append([name, spec.count > 40 ? String(spec.prefix(37)) + "..." : spec, shapeString(shape), mark])
         }
         return TensorTool.table(rows)

@@ -45,6 +45,21 @@ public enum TrainTool {
             Option("checkpoint", value: "FILE", help: "write a resumable checkpoint to FILE after every epoch"),
             Option("resume", value: "FILE", help: "continue from a checkpoint (give the same options as the run that wrote it)"),
             Option("list-archs", help: "list the built-in architectures and exit"),
+            Option("init", value: "MODEL", help: "fine-tune: start from the pretrained MODEL (its layers, its input normalization) with a new classifier for TRAIN's classes"),
+            Option("copy", value: "LAYERS", help: "--init: the layers copied from MODEL, the rest re-initialized (default: all but the classifier); see LAYERS in tl-train(1)"),
+            Option("freeze", value: "LAYERS", help: "layers not trained: no gradient, no optimizer state, BatchNorm statistics fixed"),
+            Option("lr-copied", value: "M", help: "--init: learning-rate multiplier for copied layers (default 1; e.g. 0.1)"),
+            Option("lr-new", value: "M", help: "--init: learning-rate multiplier for new layers (default 1)"),
+            Option("unfreeze-every", value: "EPOCHS", help: "--init: gradual unfreezing: copied layers start frozen and one more, from the top, trains every EPOCHS epochs"),
+            Option("l2-sp", value: "ALPHA", help: "--init: L2-SP, ALPHA/2 |w - w0|^2 on copied weights (Li et al. 2018 used 0.1)"),
+            Option("l2-new", value: "BETA", help: "--init: BETA/2 |w|^2 on new weights (default 0.01 with --l2-sp, else 0)"),
+            Option("lwf", value: "LAMBDA", help: "--init: Learning without Forgetting: keep MODEL's classifier as task 'source' and its outputs, weight LAMBDA (1 in the paper)"),
+            Option("temperature", value: "T", help: "--lwf: distillation temperature (default 2, as Li and Hoiem)"),
+            Option("keep-source", help: "--init: keep MODEL's classifier, unchanged, as task 'source' (to measure forgetting)"),
+            Option("progressive", help: "--init: progressive network: MODEL frozen as column 1, a new column with lateral connections"),
+            Option("multitask", help: "one trunk, one head per task: labels y.NAME (or y of each TRAIN file), -1 where missing"),
+            Option("task-weights", value: "LIST", help: "--multitask: NAME=W,... loss weight per task (default 1 each)"),
+            Option("input-layers", value: "N", help: "--multitask: each TRAIN file has its own input and own copy of the first N layers; the rest is shared"),
             Option("linear", help: "train a linear classifier on features (see LINEAR CLASSIFIER in tl-train(1))"),
             Option("loss", value: "NAME", help: "--linear: softmax (multinomial logistic regression) or svm (one-vs-rest L2-loss SVM) (default softmax)"),
             Option("cost", "C", value: "C", help: "--linear: inverse L2 strength, scikit-learn's and liblinear's C (default 1)"),
@@ -66,11 +81,15 @@ public enum TrainTool {
             for (n, sp, d) in Architectures.builtins { s += "\(n)\t\(d)\n\t\(sp),fc<classes>\n" }
             try writeStdout(s); return
         }
-        guard a.positionals.count <= 1 else { throw TLError.usage("one training input at a time") }
+        guard a.positionals.count <= 1 || a.has("multitask") else { throw TLError.usage("one training input at a time (several with --multitask)") }
         if a.positionals.isEmpty && isatty(0) == 1 { throw TLError.usage("no training data given (standard input is a terminal)") }
         let linearOnly = ["loss", "cost", "l2", "standardize", "solver", "max-iter", "tol", "shuffle-rows"]
-        if a.has("linear") { return try runLinear(a) }
+        if a.has("linear") {
+            if let o = FineTuneOptions.all.first(where: { a.has($0) }) { throw TLError.usage("--\(o) is not for --linear") }
+            return try runLinear(a)
+        }
         if let o = linearOnly.first(where: { a.has($0) }) { throw TLError.usage("--\(o) is for --linear") }
+        let ft = try FineTuneOptions(a)
         var cfg = TrainConfig()
         cfg.epochs = try a.int("epochs", default: 5, min: 1)
         cfg.batch = try a.int("batch", default: 64, min: 1)
@@ -105,57 +124,77 @@ public enum TrainTool {
             }
         }
         let arch = a.value("arch") ?? "cnn-small"
+        if ft.initPath != nil && a.has("arch") { throw TLError.usage("--arch comes from the --init model; leave it out") }
         let outPath = a.value("output") ?? "-"
         if outPath == "-" && isatty(1) == 1 { throw TLError.usage("refusing to write binary data to a terminal; redirect stdout or use -o FILE") }
 
-        var data = try readLabeled(a.positionals.first ?? "-", classes: nil)
-        if (cfg.cropPad > 0 || cfg.flip) && data.train.x.rank < 3 {
-            throw TLError.usage("--augment needs images ([N, H, W] or [N, C, H, W]); the input is \(shapeString(data.train.x.shape))")
+        // The data: one stream, or several tasks' streams for --multitask.
+        let source = try ft.initPath.map { try Network.load($0).0 }
+        let train = ft.multitask ? try readTasks(a.positionals.isEmpty ? ["-"] : a.positionals, inputLayers: ft.inputLayers)
+                                 : try TaskData(single: try readLabeled(a.positionals.first ?? "-", classes: nil))
+        if (cfg.cropPad > 0 || cfg.flip), let x = train.set.parts.map(\.x).first(where: { $0.rank < 3 }) {
+            throw TLError.usage("--augment needs images ([N, H, W] or [N, C, H, W]); the input is \(shapeString(x.shape))")
         }
+        var set = train.set
         var val: LabeledData? = nil
+        let first = train.tasks[0]
         if let v = a.value("val") {
             guard !a.has("val-split") else { throw TLError.usage("give --val or --val-split, not both") }
-            val = try readLabeled(v, classes: data.classes).train
+            val = try readLabeled(v, classes: first.classes, labels: first.name.isEmpty ? "y" : "y.\(first.name)").train
         } else if a.has("val-split") {
+            guard set.parts.count == 1, set.parts[0].labels.count == 1 else { throw TLError.usage("--val-split takes one task's data; give --val") }
             let r = try a.double("val-split", default: 0.1)
             guard r > 0 && r < 1 else { throw TLError.usage("--val-split must be between 0 and 1") }
-            (data.train, val) = split(data.train, ratio: r, seed: cfg.seed)
+            let (tr, va) = split(LabeledData(x: set.parts[0].x, y: set.parts[0].labels[0]), ratio: r, seed: cfg.seed)
+            set = TrainingSet(tr); val = va
         }
-        if let cw = a.value("class-weights") { cfg.classWeights = try classWeights(cw, counts: counts(data.train.y, data.classes.count)) }
+        if let cw = a.value("class-weights") {
+            let labels = set.parts.flatMap { $0.labels[0] }.filter { $0 >= 0 }
+            cfg.classWeights = try classWeights(cw, counts: counts(labels, first.classes.count))
+        }
         Threads.count = cfg.threads
 
-        // The network: fresh, or from a checkpoint.
-        let net: Network, trainer: Trainer
+        // The network, fresh or pretrained, and what fine-tuning does to it.
+        let built = try ft.build(arch: arch, source: source, data: train, set: set, seed: cfg.seed)
+        let net = built.net
+        var objective = Objective()
+        objective.taskWeights = try ft.taskWeights(net.tasks)
+        if let s = source {
+            if let l = ft.lwf { objective.distillation = Distillation(task: 1, teacher: s, lambda: l, temperature: ft.temperature) }
+            objective.penalty = ft.penalty(net, built, source: s)
+        }
+        let trainer = Trainer(net: net, config: cfg, set: set, objective: objective)
+        ft.schedule(trainer, net, built)
         if let ck = a.value("resume") {
             let (n, extra, meta) = try Network.load(ck)
             guard let m = meta, let ep = m["epoch"]?.int, let st = m["step"]?.int, let os = m["optimizer_steps"]?.int else {
                 throw TLError.data("not a checkpoint (no training state); a finished model cannot be resumed", file: ck)
             }
-            guard n.arch == Architectures.expand(arch) || n.arch == arch else {
-                throw TLError.usage("--arch \(arch) differs from the checkpoint's \(n.arch)")
+            guard n.arch == net.arch, n.arch != "graph" || n.graph!.description == net.graph!.description else {
+                throw TLError.usage("the checkpoint's network (\(n.arch == "graph" ? "a graph" : n.arch)) differs from the one these options build")
             }
-            net = n
-            trainer = Trainer(net: net, config: cfg, data: data.train)
+            try annotating(file: ck) { try net.adopt(n) }
             try trainer.optimizer.restore(steps: os, tensors: extra.map { (String($0.0.dropFirst(4)), $0.1) })
             trainer.resume(epoch: ep, step: st, best: m["best"]?.number ?? -1, sinceBest: m["since_best"]?.int ?? 0)
             guard ep < cfg.epochs else { throw TLError.usage("the checkpoint has \(ep) epochs already; ask for more with --epochs") }
-        } else {
-            let input = try InputSpec.fitted(to: data.train.x)
-            net = try Network(arch: Architectures.expand(arch), input: input, classes: data.classes)
-            net.initialize(seed: cfg.seed)
-            trainer = Trainer(net: net, config: cfg, data: data.train)
         }
-        net.meta = ["args": .array(provenanceArgs(Array(CommandLine.arguments.dropFirst())).map { .string($0) }), "seed": .number(Double(cfg.seed)),
-                    "data": ["rows": .number(Double(data.train.count)), "crc32": .number(Double(data.fingerprint))],
-                    "version": .string(tlVersion), "arch_name": .string(arch), "parameters": .number(Double(net.parameterCount))]
-        Session.note("\(arch): \(net.parameterCount) parameters, \(data.train.count) training rows, \(data.classes.count) classes" + (val.map { ", \($0.count) validation rows" } ?? ""))
+        let rows = set.count
+        var meta: [String: JSON] = ["args": .array(provenanceArgs(Array(CommandLine.arguments.dropFirst())).map { .string($0) }), "seed": .number(Double(cfg.seed)),
+                    "data": ["rows": .number(Double(rows)), "crc32": .number(Double(train.fingerprint))],
+                    "version": .string(tlVersion), "arch_name": .string(ft.initPath == nil ? arch : built.archName), "parameters": .number(Double(net.parameterCount))]
+        if let f = built.summary { meta["fine_tuning"] = f }
+        net.meta = .object(meta)
+        Session.note("\(ft.initPath == nil ? arch : built.archName): \(net.parameterCount) parameters, \(rows) training rows, " +
+                     (net.tasks.count == 1 ? "\(net.classes.count) classes" : net.tasks.map { "\($0.name.isEmpty ? "(default)" : $0.name) \($0.classes.count) classes" }.joined(separator: ", ")) +
+                     (val.map { ", \($0.count) validation rows" } ?? ""))
+        for line in built.notes { Session.note(line) }
 
         var log = "epoch,loss,train_acc,val_acc,lr,seconds,images_per_s\n"
         if let lp = a.value("log"), a.has("resume"), let old = try? Input.open(lp).reader().readToEnd() {
             log = String(decoding: old, as: UTF8.self)  // continue the resumed run's log
         }
-        let total = cfg.epochs * data.train.count
-        let p = Progress("train", total: total - trainer.epoch * data.train.count, unit: "img")
+        let total = cfg.epochs * rows
+        let p = Progress("train", total: total - trainer.epoch * rows, unit: "img")
         while trainer.epoch < cfg.epochs && !trainer.shouldStop {
             var running = 0.0, batches = 0
             let s: EpochStats
@@ -195,12 +234,13 @@ public enum TrainTool {
         try net.save(outPath, producer: producer)
     }
 
-    /// Reads x, y (and names) wholly. Labels must be integers in 0..<classes.
-    static func readLabeled(_ path: String, classes: [String]?) throws -> Data {
+    /// Reads x, y (and names) wholly. Labels must be integers in 0..<classes. `labels` names
+    /// the label record (`y.NAME` for a task; `y` when the file has no such record).
+    static func readLabeled(_ path: String, classes: [String]?, labels: String = "y") throws -> Data {
         let set = try readAll(try openRecords(path))
         guard let x = set.tensors["x"] else { throw TLError.data("no 'x' record (inputs)", file: path) }
-        guard let yt = set.tensors["y"] else {
-            throw TLError.data("no 'y' record (class labels); add them with tl-tensor stack", file: path)
+        guard let yt = set.tensors[labels] ?? set.tensors["y"] else {
+            throw TLError.data("no '\(labels)' record (class labels); add them with tl-tensor stack", file: path)
         }
         guard yt.rank == 1, yt.rows == x.rows else {
             throw TLError.data("'y' has shape \(shapeString(yt.shape)); it needs one label per row of x (\(x.rows))", file: path)
