@@ -265,64 +265,73 @@ public enum FineTune {
     public static let lateralScale: Float = 0.1
 
     /// A progressive network (Rusu et al. 2016): column 1 is the source network (nodes and
-    /// weights `source.NAME`), to be frozen; column 2 is a new copy of its architecture with a
-    /// classifier for `classes`. Every convolution and fully connected layer of column 2 after
-    /// the first also reads what the same layer of column 1 reads, through a lateral adapter:
+    /// weights `source.NAME`; a stack is lowered to its graph first), to be frozen; column 2 is
+    /// a new copy of its layers (all re-initialized) with a classifier for `classes`. Every
+    /// convolution and fully connected node of column 2 after the first also reads what the
+    /// node of the same name in column 1 reads, through a lateral adapter:
     /// a learned per-channel scale (starting at `lateralScale`) and a layer of the same kind
     /// (`lateral.NAME`, no bias), added to the layer's own output before its activation. Tasks:
     /// the target (column 2, the default) and "source" (column 1's classifier, unchanged).
     public static func progressive(source: Network, classes: [String], seed: UInt64) throws -> (Network, column1: Set<String>) {
-        guard let s1 = source.sequential else {
-            throw TLError.usage("a progressive network is built from a stack network (a built-in architecture or spec); this source is a graph")
+        let src = try Lowering.graphNetwork(source).graph!
+        let sspec = src.description
+        guard sspec.inputs.count == 1 else { throw TLError.usage("a progressive network takes a source network with one input") }
+        // Column 2: the source's layers, all new, with a classifier for the target.
+        let fresh = try transfer(source, classes: classes, copy: "none", seed: seed).net
+        let col2 = try Lowering.graphNetwork(fresh).graph!
+        // Column 1: the source as it is, every node and tensor named source.NAME.
+        let prefix = "source."
+        let input = sspec.input
+        func renamed(_ v: String) -> String { v == input || v.isEmpty ? v : prefix + v }
+        let keep = src.ancestors(of: src.node(source.tasks[0].output)!)
+        var nodes = sspec.nodes.indices.filter(keep.contains).map { i -> GraphSpec.Node in
+            var n = sspec.nodes[i]
+            n.name = prefix + n.name; n.inputs = n.inputs.map(renamed)
+            return n
         }
-        var tokens = Architectures.tokens(source.arch)
-        if tokens.last?.hasPrefix("fc") == true { tokens.removeLast() }
-        let target = try Network(arch: tokens.joined(separator: ","), input: source.input, classes: classes)
-        target.initialize(seed: seed)
-        let col1 = try Lowering.lower(s1.layers, from: "input", prefix: "source.")
-        let col2 = try Lowering.lower(target.sequential!.layers, from: "input")
-        // Per-sample shapes of what each column-1 layer reads.
-        var shapes: [[Int]] = [], shape = [1] + source.input.shape
-        for l in s1.layers { shapes.append(shape); shape = try l.outputShape(shape) }
-        var tensors = col1.tensors
+        var tensors: [String: Tensor] = [:]
+        var column1 = Set<String>()
+        for (n, t) in src.tensors { tensors[prefix + n] = t.copy(); column1.insert(prefix + n) }
         for (n, t) in col2.tensors { tensors[n] = t }
+        // Lateral adapters into every convolution and fully connected node of column 2 but the
+        // first: what column 1's node of the same name reads, scaled, through a layer of the
+        // same kind, added to the node's output.
         var rng = RNG(seed: seed, stream: 0x1A7E)
-        var nodes = col1.nodes
-        let layers = target.sequential!.layers
-        let first = layers.firstIndex { $0 is Conv2d || $0 is Linear } ?? layers.count
-        var lateral: [String: [GraphSpec.Node]] = [:]
-        for (i, l) in layers.enumerated() where i > first && (l is Conv2d || l is Linear) {
-            let from = col1.layerInputs[i].1, s = shapes[i], name = "lateral." + l.name
+        let cspec = col2.description
+        var seenFirst = false
+        for (i, n) in cspec.nodes.enumerated() {
+            let layer = col2.layer(ofNode: i)
+            guard layer is Conv2d || layer is Linear, let from = n.inputs.first else { nodes.append(n); continue }
+            defer { seenFirst = true }
+            guard seenFirst, from != cspec.input, src.node(from) != nil, let s = src.shapes[from] else { nodes.append(n); continue }
+            let name = "lateral." + n.name
             let scaleShape = s.count == 4 ? [1, s[1], 1, 1] : [1, s[1]]
             tensors[name + ".scale"] = Tensor([Float](repeating: lateralScale, count: s[1]), shape: scaleShape)
-            var adapter: [GraphSpec.Node] = [GraphSpec.Node(name: name + ".scaled", op: "Mul", inputs: [from, name + ".scale"])]
-            let own = col2.nodes.first { $0.name == l.name }!
-            if let c = l as? Conv2d {
+            var own = n
+            own.name = n.name + ".own"
+            nodes.append(own)
+            nodes.append(GraphSpec.Node(name: name + ".scaled", op: "Mul", inputs: [prefix + from, name + ".scale"]))
+            if let c = layer as? Conv2d {
                 var g = c.shape
                 g.c = s[1]; g.groups = 1
                 let u = Conv2d(name, s[1], c.outChannels, geometry: g, bias: false)
                 u.initialize(&rng)
                 tensors[name + ".weight"] = u.weight.value
-                var attrs = own.attrs
+                var attrs = n.attrs
                 attrs["group"] = 1
-                adapter.append(GraphSpec.Node(name: name, op: "Conv", inputs: [name + ".scaled", name + ".weight"], attrs: attrs))
-            } else if let f = l as? Linear {
+                nodes.append(GraphSpec.Node(name: name, op: "Conv", inputs: [name + ".scaled", name + ".weight"], attrs: attrs))
+            } else if let f = layer as? Linear {
                 let u = Linear(name, perSample(s), f.outFeatures, bias: false)
                 u.initialize(&rng)
                 tensors[name + ".weight"] = u.weight.value
-                adapter.append(GraphSpec.Node(name: name, op: "Gemm", inputs: [name + ".scaled", name + ".weight"], attrs: ["transB": 1]))
+                nodes.append(GraphSpec.Node(name: name, op: "Gemm", inputs: [name + ".scaled", name + ".weight"], attrs: ["transB": 1]))
             }
-            lateral[l.name] = adapter
+            nodes.append(GraphSpec.Node(name: n.name, op: "Add", inputs: [own.name, name]))
         }
-        for n in col2.nodes {
-            guard let adapter = lateral[n.name] else { nodes.append(n); continue }
-            var own = n
-            own.name = n.name + ".own"
-            nodes += [own] + adapter + [GraphSpec.Node(name: n.name, op: "Add", inputs: [own.name, "lateral." + n.name])]
-        }
-        let spec = GraphSpec(inputs: ["input"], outputs: [col2.output, col1.output], nodes: nodes)
+        let out1 = prefix + source.tasks[0].output
+        let spec = GraphSpec(inputs: [input], outputs: [col2.description.outputs[0], out1], nodes: nodes)
         let net = try Network(graph: spec, tensors: tensors, inputs: [source.input],
-                              tasks: [Task(name: "", output: col2.output, classes: classes), Task(name: "source", output: col1.output, classes: source.classes)])
-        return (net, Set(col1.tensors.keys))
+                              tasks: [Task(name: "", output: col2.description.outputs[0], classes: classes), Task(name: "source", output: out1, classes: source.classes)])
+        return (net, column1)
     }
 }

@@ -107,3 +107,12 @@ tl-tensor select -q --classes 0-4 --per-class 5 "$T/ttr.tlt" -o "$F/few.tlt"
 expect 64 "inputs of two shapes need --input-layers" -- tl-train --multitask --arch mlp "$F/few.tlt" "$F/rgb.npz" -o "$F/bad.tlm"
 expect 64 "a checkpoint of another network" -- tl-train -q --init "$F/src.tlm" --progressive --epochs 2 --resume "$F/sp.ck" "$F/tgt.tlt" -o "$F/bad.tlm"
 [ ! -e "$F/bad.tlm" ] && ok || bad "no model file after a usage error"
+
+# Imported networks fine-tune too: the source as ONNX (tl's exporter), read back as a graph.
+expect 0 "source to ONNX" -- tl-tensor convert "$F/src.tlm" "$F/src.onnx"
+expect 0 "fine-tune an imported graph, early layers frozen" -- tl-train --init "$F/src.onnx" --freeze ..conv2 --keep-source --epochs 2 "$F/tgt.tlt" -o "$F/g.tlm"
+grep -q "new fc3; frozen conv1, conv2" "$T/err" && ok || bad "graph fine-tuning note: $(head -c 400 "$T/err")"
+tl-tensor slice -q --names conv2.weight "$F/src.tlm" -o "$F/a.npy" && tl-tensor slice -q --names conv2.weight "$F/g.tlm" -o "$F/b.npy" \
+  && cmp -s "$F/a.npy" "$F/b.npy" && ok || bad "graph: frozen conv2 unchanged"
+expect 0 "progressive from an imported graph" -- tl-train -q --init "$F/src.onnx" --progressive --epochs 2 "$F/tgt.tlt" -o "$F/gp.tlm"
+[ "$(acc -m "$F/gp.tlm" --task source "$F/src-test.tlt")" = "$srcacc" ] && ok || bad "progressive from a graph: source accuracy unchanged ($srcacc)"
