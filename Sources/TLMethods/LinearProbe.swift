@@ -161,12 +161,13 @@ public enum LinearProbe {
     }
 
     /// Labels as Ints in 0..<k, or a data error naming the row.
-    public static func checkedLabels(_ y: Tensor, _ k: Int, firstRow: Int) throws -> [Int] {
+    /// With `missing`, −1 passes (a row without a label, as multitask data mark them).
+    public static func checkedLabels(_ y: Tensor, _ k: Int, firstRow: Int, missing: Bool = false) throws -> [Int] {
         let yi = try y.converted(to: .i64)
         let p = yi.rawPointer.assumingMemoryBound(to: Int64.self)
         return try (0..<y.count).map { i in
             let v = Int(p[i])
-            guard v >= 0 && v < k else { throw TLError.data("label \(v) is out of range for \(k) classes", location: "y row \(firstRow + i)") }
+            guard v >= 0 && v < k || missing && v == -1 else { throw TLError.data("label \(v) is out of range for \(k) classes", location: "y row \(firstRow + i)") }
             return v
         }
     }

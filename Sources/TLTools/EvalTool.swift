@@ -102,9 +102,9 @@ public enum EvalTool {
                 case "y", labelRecord:
                     guard t.rank == 1 else { throw TLError.data("'\(r.name)' must be one label per row, not \(shapeString(t.shape))", file: reader.fileName) }
                     if r.name == "y" {
-                        labels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: labels.count) }
+                        labels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: labels.count, missing: true) }
                     } else {
-                        taskLabels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: taskLabels.count) }
+                        taskLabels += try annotating(file: reader.fileName) { try LinearProbe.checkedLabels(t, Int(Int32.max), firstRow: taskLabels.count, missing: true) }
                     }
                     try writer?.write(r)
                 case "names":
@@ -124,7 +124,7 @@ public enum EvalTool {
             throw TLError.data(model == nil ? "no predictions (pred, prob, score or logits) in the input, and no --model to make them"
                                             : "no 'x' record (inputs) in the input", file: reader.fileName)
         }
-        let rows = ranked.count / kmax
+        var rows = ranked.count / kmax
         if !taskLabels.isEmpty { labels = taskLabels }
         if labels.isEmpty {
             if predict { return }
@@ -133,6 +133,15 @@ public enum EvalTool {
         guard labels.count == rows else {
             throw TLError.data("\(labels.count) labels for \(rows) predictions (from \(source))", file: reader.fileName)
         }
+        // Rows without a label (−1, multitask data) are left out of the report.
+        if labels.contains(-1) {
+            let keep = labels.indices.filter { labels[$0] >= 0 }
+            Session.note("\(labels.count - keep.count) of \(labels.count) rows have no label (-1) and are left out")
+            ranked = keep.flatMap { ranked[($0 * kmax)..<(($0 + 1) * kmax)] }
+            labels = keep.map { labels[$0] }
+            guard !labels.isEmpty else { throw TLError.data("no row has a label", file: reader.fileName) }
+        }
+        rows = labels.count
         let maxLabel = labels.max() ?? 0, maxPred = Int(ranked.max() ?? 0)
         if classes == 0 { classes = max(names?.count ?? 0, maxLabel + 1, maxPred + 1) }
         if let bad = labels.firstIndex(where: { $0 >= classes }) {

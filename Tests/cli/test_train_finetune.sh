@@ -81,6 +81,10 @@ subprocess.run(["tl-tensor", "convert", "-q", d + "/tgt.tlt", d + "/tgt.npz"], c
 z = np.load(d + "/tgt.npz")
 x = z["x"].reshape(-1, 1, 28, 28).repeat(3, axis=1)
 np.savez(d + "/rgb.npz", x=x, y=z["y"])
+# Two tasks in one file: y.kind (footwear or not) for every row, y.item for half of them.
+y = z["y"].astype(np.int64)
+item = y.copy(); item[::2] = -1
+np.savez(d + "/two.npz", **{"x": z["x"], "y.kind": np.isin(y, [0, 2, 4]).astype(np.int64), "y.item": item})
 PY
 expect 0 "multitask with per-input first layers" -- tl-train -q --multitask --input-layers 2 --arch "conv3x3-8,relu,conv3x3-8,relu,maxpool2,fc32,relu" \
   --epochs 1 src="$F/src.tlt" rgb="$F/rgb.npz" -o "$F/mi.tlm"
@@ -92,6 +96,18 @@ assert "src.conv1.weight" in names and "rgb.conv1.weight" in names and names.cou
 assert len(d["meta"]["inputs"]) == 2 and d["meta"]["inputs"][1]["shape"] == [3, 28, 28], d["meta"]["inputs"]
 ' && ok || bad "per-input layers: own stems, one shared middle, two inputs"
 expect 0 "eval the RGB task from its input" -- tl-eval -m "$F/mi.tlm" --task rgb "$F/rgb.npz"
+
+expect 0 "multitask from label records y.NAME, -1 for missing" -- tl-train -q --multitask --arch mlp --epochs 2 --task-weights item=2 "$F/two.npz" -o "$F/two.tlm"
+tl-tensor info --json "$F/two.tlm" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["meta"]["tasks"]
+assert [x["name"] for x in t] == ["kind", "item"] and len(t[0]["classes"]) == 2 and len(t[1]["classes"]) == 5, t
+' && ok || bad "tasks from y.kind and y.item"
+expect 0 "eval the task with labels for every row" -- tl-eval -m "$F/two.tlm" --task kind --json "$F/two.npz"
+python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); assert r["count"] == 100 and r["classes"] == ["0", "1"], r' "$T/out" && ok || bad "--task kind reads y.kind"
+expect 0 "eval a task whose labels have gaps: rows without one are left out" -- tl-eval -m "$F/two.tlm" --task item --json "$F/two.npz"
+python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); assert r["count"] == 50, r["count"]' "$T/out" && grep -q "50 of 100 rows have no label" "$T/err" && ok || bad "tl-eval leaves out rows labeled -1: $(head -c 200 "$T/err")"
+expect 65 "a label below -1" -- bash -c "python3 -c \"import numpy as np; np.savez('$F/neg.npz', x=np.zeros((4, 3), np.float32), y=np.array([0, 1, -2, 1]))\" && tl-train --multitask --arch mlp '$F/neg.npz' -o '$F/bad.tlm'"
 
 # Misuse: one line, exit 64.
 expect 64 "copy an unknown layer" -- tl-train --init "$F/src.tlm" --copy conv9 "$F/tgt.tlt" -o "$F/bad.tlm"
