@@ -103,8 +103,6 @@ public struct Task: Equatable, Sendable {
     public var output: String
     public var classes: [String]
     public init(name: String, output: String, classes: [String]) { self.name = name; self.output = output; self.classes = classes }
-    /// The label record of this task.
-    public var labelRecord: String { name.isEmpty ? "y" : "y.\(name)" }
     var json: JSON { ["name": .string(name), "output": .string(output), "classes": .array(classes.map { .string($0) })] }
 }
 

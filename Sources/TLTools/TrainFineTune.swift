@@ -175,7 +175,7 @@ struct FineTuneOptions {
 
     /// L2-SP: α toward the source on copied weights, β toward 0 on new ones (biases and
     /// normalization parameters are left alone, as weight decay leaves them).
-    func penalty(_ net: Network, _ b: Built, source: Network) -> ParameterPenalty {
+    func penalty(_ net: Network, _ b: Built) -> ParameterPenalty {
         var pen = ParameterPenalty()
         guard alpha > 0 || beta > 0 else { return pen }
         for p in net.parameters where p.decays && !b.frozen.contains(p.name) {
@@ -187,7 +187,7 @@ struct FineTuneOptions {
 
     /// Gradual unfreezing (Howard and Ruder 2018): before epoch e, the top e / EVERY copied
     /// layers train, the rest stay frozen.
-    func schedule(_ trainer: Trainer, _ net: Network, _ b: Built) {
+    func schedule(_ trainer: Trainer, _ b: Built) {
         guard let every = unfreezeEvery else { return }
         let groups = b.gradual
         trainer.beforeEpoch = { e in

@@ -161,10 +161,10 @@ public enum TrainTool {
         objective.taskWeights = try ft.taskWeights(net.tasks)
         if let s = source {
             if let l = ft.lwf { objective.distillation = Distillation(task: 1, teacher: s, lambda: l, temperature: ft.temperature) }
-            objective.penalty = ft.penalty(net, built, source: s)
+            objective.penalty = ft.penalty(net, built)
         }
         let trainer = Trainer(net: net, config: cfg, set: set, objective: objective)
-        ft.schedule(trainer, net, built)
+        ft.schedule(trainer, built)
         if let ck = a.value("resume") {
             let (n, extra, meta) = try Network.load(ck)
             guard let m = meta, let ep = m["epoch"]?.int, let st = m["step"]?.int, let os = m["optimizer_steps"]?.int else {
@@ -181,10 +181,10 @@ public enum TrainTool {
         let rows = set.count
         var meta: [String: JSON] = ["args": .array(provenanceArgs(Array(CommandLine.arguments.dropFirst())).map { .string($0) }), "seed": .number(Double(cfg.seed)),
                     "data": ["rows": .number(Double(rows)), "crc32": .number(Double(train.fingerprint))],
-                    "version": .string(tlVersion), "arch_name": .string(ft.initPath == nil ? arch : built.archName), "parameters": .number(Double(net.parameterCount))]
+                    "version": .string(tlVersion), "arch_name": .string(built.archName), "parameters": .number(Double(net.parameterCount))]
         if let f = built.summary { meta["fine_tuning"] = f }
         net.meta = .object(meta)
-        Session.note("\(ft.initPath == nil ? arch : built.archName): \(net.parameterCount) parameters, \(rows) training rows, " +
+        Session.note("\(built.archName): \(net.parameterCount) parameters, \(rows) training rows, " +
                      (net.tasks.count == 1 ? "\(net.classes.count) classes" : net.tasks.map { "\($0.name.isEmpty ? "(default)" : $0.name) \($0.classes.count) classes" }.joined(separator: ", ")) +
                      (val.map { ", \($0.count) validation rows" } ?? ""))
         for line in built.notes { Session.note(line) }
