@@ -83,7 +83,7 @@ PY
 }
 
 bench_kernels() {
-  echo "== kernels (issue 3): pure Swift, beside OpenBLAS (dlopen) and PyTorch in the same run"
+  echo "== kernels (issue 3): tl (Swift; the GEMM micro-kernel in C with AVX-512 when the CPU has it, TL_AVX512=off for the Swift one), beside OpenBLAS (dlopen) and PyTorch in the same run"
   if [ ! -x "$BIN/tl-bench" ]; then echo "tl-bench not built (make build)"; return; fi
   tl-bench peak | tee "$OUT/kernels.tsv" | grep -v "^peak"
   echo "OpenBLAS: $(tl-bench blas-info)"
