@@ -50,5 +50,18 @@ echo "-- codes of the last convolutional block for the target images -> a linear
 tl-extract --model "$O/source.tlm" --layer pool2 "$O/target-train.tlt" | tl-train --linear --standardize -o "$O/target-linear.tlm"
 tl-extract -q --model "$O/source.tlm" --layer pool2 "$O/target-test.tlt" | tl-eval --model "$O/target-linear.tlm"
 echo
-echo "The full experiment (all 60,000 images, 10/50/500 labels per class, several seeds):"
+echo "== 8. Fine-tuning: the source network's convolutional layers copied, the rest trained on 20"
+echo "      target images per class; and Learning without Forgetting, which keeps the source task"
+tl-tensor select -q --per-class 20 --seed 1 "$O/target-train.tlt" -o "$O/target-few.tlt"
+tl-train -q --init "$O/source.tlm" --copy ..pool2 --keep-source --epochs 30 --batch 32 --optimizer adam --lr 0.002 --seed 1 \
+  "$O/target-few.tlt" -o "$O/target-ft.tlm"
+tl-train -q --init "$O/source.tlm" --lwf 1 --epochs 30 --batch 32 --optimizer adam --lr 0.002 --seed 1 \
+  "$O/target-few.tlt" -o "$O/target-lwf.tlm"
+for m in ft lwf; do
+  echo "-- $m: target task $(tl-eval -m "$O/target-$m.tlm" "$O/target-test.tlt" | head -1 | awk '{print $2}')," \
+       "source task $(tl-eval -m "$O/target-$m.tlm" --task source "$O/source-test.tlt" | head -1 | awk '{print $2}')" \
+       "(the source network: $(tl-eval -m "$O/source.tlm" "$O/source-test.tlt" | head -1 | awk '{print $2}'))"
+done
+echo
+echo "The full experiment (all 60,000 images, 10/50/500 labels per class, several seeds, every method):"
 echo "  make data && make -C examples/transfer"
