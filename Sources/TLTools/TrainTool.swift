@@ -93,12 +93,7 @@ public enum TrainTool {
         var cfg = TrainConfig()
         cfg.epochs = try a.int("epochs", default: 5, min: 1)
         cfg.batch = try a.int("batch", default: 64, min: 1)
-        if let o = a.value("optimizer") {
-            guard let k = Optimizer.Kind(rawValue: o) else { throw TLError.usage("--optimizer must be sgd, adam or adamw, not '\(o)'") }
-            cfg.optimizer = k
-        }
-        cfg.lr = try a.double("lr", default: cfg.optimizer == .sgd ? 0.01 : 0.001)
-        guard cfg.lr > 0 else { throw TLError.usage("--lr must be positive") }
+        (cfg.optimizer, cfg.lr) = try optimizerAndRate(a)
         cfg.momentum = Float(try a.double("momentum", default: 0.9))
         cfg.nesterov = a.has("nesterov")
         cfg.weightDecay = Float(try a.double("weight-decay", default: 0))
@@ -234,6 +229,18 @@ public enum TrainTool {
         try net.save(outPath, producer: producer)
     }
 
+    /// --optimizer and --lr (0.01 for SGD, 0.001 for Adam and AdamW by default).
+    static func optimizerAndRate(_ a: Arguments) throws -> (Optimizer.Kind, Double) {
+        var kind = Optimizer.Kind.sgd
+        if let o = a.value("optimizer") {
+            guard let k = Optimizer.Kind(rawValue: o) else { throw TLError.usage("--optimizer must be sgd, adam or adamw, not '\(o)'") }
+            kind = k
+        }
+        let lr = try a.double("lr", default: kind == .sgd ? 0.01 : 0.001)
+        guard lr > 0 else { throw TLError.usage("--lr must be positive") }
+        return (kind, lr)
+    }
+
     /// Reads x, y (and names) wholly. Labels must be integers in 0..<classes. `labels` names
     /// the label record (`y.NAME` for a task; `y` when the file has no such record).
     static func readLabeled(_ path: String, classes: [String]?, labels: String = "y") throws -> Data {
@@ -319,12 +326,7 @@ public enum TrainTool {
         guard c.tolerance > 0 else { throw TLError.usage("--tol must be positive") }
         c.epochs = try a.int("epochs", default: 10, min: 1)
         c.batch = try a.int("batch", default: 256, min: 1)
-        if let o = a.value("optimizer") {
-            guard let k = Optimizer.Kind(rawValue: o) else { throw TLError.usage("--optimizer must be sgd, adam or adamw, not '\(o)'") }
-            c.optimizer = k
-        }
-        c.lr = try a.double("lr", default: c.optimizer == .sgd ? 0.01 : 0.001)
-        guard c.lr > 0 else { throw TLError.usage("--lr must be positive") }
+        (c.optimizer, c.lr) = try optimizerAndRate(a)
         c.shuffleRows = try a.int("shuffle-rows", default: 1 << 14, min: 1)
         c.seed = try a.uint64("seed", default: 0)
         c.threads = try a.int("threads", default: Threads.count, min: 1)
