@@ -7,11 +7,14 @@ public enum Loss {
     /// Softmax cross-entropy with integer labels, optional label smoothing ε (the target puts
     /// 1−ε on the label and ε/K on every class, PyTorch's definition) and per-class weights
     /// (the mean is then Σ wᵢ·ℓᵢ / Σ wᵢ, as PyTorch does). Labels must be in 0..<K.
-    public static func crossEntropy(logits: Tensor, labels: [Int], smoothing: Float = 0, classWeights: [Float]? = nil) -> (Double, Tensor) {
+    /// `normalizer` replaces Σ wᵢ as the divisor: a shard of a batch divides by the whole
+    /// batch's weight, so the shards' losses and gradients add up to the batch's.
+    public static func crossEntropy(logits: Tensor, labels: [Int], smoothing: Float = 0, classWeights: [Float]? = nil,
+                                    normalizer: Double? = nil) -> (Double, Tensor) {
         let n = logits.shape[0], k = logits.shape[1]
         precondition(labels.count == n)
         let grad = Tensor.f32([n, k], zero: false)
-        let wsum = weightSum(labels, classWeights)
+        let wsum = normalizer ?? weightSum(labels, classWeights)
         let total = labels.withUnsafeBufferPointer {
             crossEntropySum(rows: n, classes: k, logits: logits.f32, labels: $0.baseAddress!, smoothing: smoothing,
                             classWeights: classWeights, gradScale: Float(1 / max(wsum, 1e-30)), grad: grad.f32)
@@ -76,20 +79,21 @@ public enum Loss {
 
     /// Distillation (Hinton et al.; Learning without Forgetting): T² · KL(softmax(t/T) ‖ softmax(s/T)),
     /// batch mean, gradient with respect to the student logits s. The T² keeps gradient sizes
-    /// comparable across temperatures.
-    public static func distillation(student: Tensor, teacher: Tensor, temperature T: Float) -> (Double, Tensor) {
+    /// comparable across temperatures. `rows` replaces the batch size as the divisor of the
+    /// mean (a shard of a batch divides by the whole batch's size).
+    public static func distillation(student: Tensor, teacher: Tensor, temperature T: Float, rows: Int? = nil) -> (Double, Tensor) {
         precondition(student.shape == teacher.shape)
-        let n = student.shape[0], k = student.shape[1]
-        let ps = Tensor.f32([n, k]), pt = Tensor.f32([n, k]), ls = Tensor.f32([n, k]), lt = Tensor.f32([n, k])
-        let ss = Tensor.f32([n, k]), st = Tensor.f32([n, k])
-        for i in 0..<n * k { ss.f32[i] = student.f32[i] / T; st.f32[i] = teacher.f32[i] / T }
-        Elementwise.softmaxRows(rows: n, cols: k, x: ss.f32, y: ps.f32)
-        Elementwise.softmaxRows(rows: n, cols: k, x: st.f32, y: pt.f32)
-        Elementwise.logSoftmaxRows(rows: n, cols: k, x: ss.f32, y: ls.f32)
-        Elementwise.logSoftmaxRows(rows: n, cols: k, x: st.f32, y: lt.f32)
+        let k = student.shape[1], m = student.shape[0], n = rows ?? m
+        let ps = Tensor.f32([m, k]), pt = Tensor.f32([m, k]), ls = Tensor.f32([m, k]), lt = Tensor.f32([m, k])
+        let ss = Tensor.f32([m, k]), st = Tensor.f32([m, k])
+        for i in 0..<m * k { ss.f32[i] = student.f32[i] / T; st.f32[i] = teacher.f32[i] / T }
+        Elementwise.softmaxRows(rows: m, cols: k, x: ss.f32, y: ps.f32)
+        Elementwise.softmaxRows(rows: m, cols: k, x: st.f32, y: pt.f32)
+        Elementwise.logSoftmaxRows(rows: m, cols: k, x: ss.f32, y: ls.f32)
+        Elementwise.logSoftmaxRows(rows: m, cols: k, x: st.f32, y: lt.f32)
         var total = 0.0
-        let grad = Tensor.f32([n, k])
-        for i in 0..<n * k {
+        let grad = Tensor.f32([m, k])
+        for i in 0..<m * k {
             if pt.f32[i] > 0 { total += Double(pt.f32[i]) * Double(lt.f32[i] - ls.f32[i]) }
             grad.f32[i] = T * (ps.f32[i] - pt.f32[i]) / Float(n)   // T² · (1/T) · (p_s − p_t) / n
         }

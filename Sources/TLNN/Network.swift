@@ -454,6 +454,37 @@ public final class Network {
         }
     }
 
+    /// A twin for data-parallel training: the same layers, built afresh, with their own
+    /// activation caches and gradients. `share(with:)` points its parameters at this network's
+    /// values, so an optimizer step on this network is seen by the twin.
+    public func replica() throws -> Network {
+        let r: Network
+        if let g = graph {
+            var t: [String: Tensor] = [:]
+            for p in parameters { t[p.name] = p.value }
+            for (n, b) in buffers { t[n] = b }
+            for (n, c) in g.constants { t[n] = c }
+            r = try Network(graph: g.description, tensors: t, inputs: inputs, tasks: tasks)
+        } else {
+            r = try Network(arch: arch, input: input, classes: classes)
+            r.tasks = tasks
+        }
+        let mine = parameters, theirs = r.parameters
+        guard mine.count == theirs.count, zip(mine, theirs).allSatisfy({ $0.name == $1.name && $0.value.shape == $1.value.shape }) else {
+            throw TLError(.software, "a replica of the network has other parameters than the network")
+        }
+        r.share(with: self)
+        return r
+    }
+
+    /// Makes this network's parameters use `master`'s values (the same memory) and frozen flags.
+    public func share(with master: Network) {
+        for (p, m) in zip(parameters, master.parameters) {
+            if p.value.storage !== m.value.storage || p.value.offset != m.value.offset { p.value = m.value }
+            p.frozen = m.frozen
+        }
+    }
+
     // MARK: model file
 
     /// The model as tl-format records: stream meta (kind model, arch, input, classes, meta) and

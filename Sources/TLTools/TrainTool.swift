@@ -41,6 +41,7 @@ public enum TrainTool {
             Option("patience", value: "N", help: "stop after N epochs without a better validation accuracy"),
             Option("seed", value: "S", help: "random seed for initialization, shuffling, augmentation, dropout (default 0)"),
             Option("threads", "j", value: "N", help: "threads (default: all CPUs)"),
+            Option("shards", value: "N", help: "cut each batch into N shards trained side by side (default 2; 1 with batch normalization or batches under 32)"),
             Option("log", value: "FILE", help: "per-epoch CSV log: epoch,loss,train_acc,val_acc,lr,seconds,images_per_s"),
             Option("checkpoint", value: "FILE", help: "write a resumable checkpoint to FILE after every epoch"),
             Option("resume", value: "FILE", help: "continue from a checkpoint (give the same options as the run that wrote it)"),
@@ -110,6 +111,7 @@ public enum TrainTool {
         cfg.seed = try a.uint64("seed", default: 0)
         cfg.threads = try a.int("threads", default: Threads.count, min: 1)
         if a.has("patience") { cfg.patience = try a.int("patience", default: 3, min: 1) }
+        if a.has("shards") { cfg.shards = try a.int("shards", default: 1, min: 1) }
         if let aug = a.value("augment") {
             for item in aug.split(separator: ",") {
                 if item == "flip" { cfg.flip = true }
@@ -152,6 +154,9 @@ public enum TrainTool {
         // The network, fresh or pretrained, and what fine-tuning does to it.
         let built = try ft.build(arch: arch, source: source, data: train, set: set, seed: cfg.seed)
         let net = built.net
+        if cfg.shards > 1 && !net.buffers.isEmpty {
+            throw TLError.usage("--shards \(cfg.shards): the network has batch normalization, which needs the whole batch at once; give --shards 1")
+        }
         var objective = Objective()
         objective.taskWeights = try ft.taskWeights(net.tasks)
         if let s = source {
@@ -302,7 +307,7 @@ public enum TrainTool {
 
     static func runLinear(_ a: Arguments) throws {
         let deep = ["arch", "augment", "schedule", "step-size", "gamma", "warmup", "label-smoothing", "patience", "checkpoint",
-                    "resume", "nesterov", "momentum", "weight-decay", "val-split", "log"]
+                    "resume", "nesterov", "momentum", "weight-decay", "val-split", "log", "shards"]
         if let o = deep.first(where: { a.has($0) }) { throw TLError.usage("--\(o) is not for --linear (see tl-train(1), LINEAR CLASSIFIER)") }
         var c = LinearConfig()
         if let l = a.value("loss") {

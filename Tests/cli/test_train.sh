@@ -37,6 +37,25 @@ tl-train -q --arch lenet5 --epochs 2 --seed 6 --batch 32 "$T/ttr.tlt" -o "$T/c.t
 tl-train -q --arch lenet5 --epochs 1 --seed 5 --batch 32 --checkpoint "$T/ck.tlm" "$T/ttr.tlt" -o /dev/null \
   && tl-train -q --arch lenet5 --epochs 2 --seed 5 --batch 32 --resume "$T/ck.tlm" "$T/ttr.tlt" -o "$T/r.tlm" \
   && cmp -s "$T/a.tlm" "$T/r.tlm" && ok || bad "resume from epoch 1 gives the uninterrupted run's bytes"
+# Batches cut into shards (data parallelism, the default): the bits depend on the shard count,
+# not on the thread count; one shard is another (equally valid) run.
+# (The model files record the command line, so compare their weights: the .npy members of .npz.)
+same_weights() {
+  tl-tensor convert "$1" "$T/w1.npz" && tl-tensor convert "$2" "$T/w2.npz" && python3 - "$T/w1.npz" "$T/w2.npz" <<'PY'
+import sys, zipfile
+a, b = (zipfile.ZipFile(f) for f in sys.argv[1:])
+names = [n for n in a.namelist() if n != "meta.json"]
+assert len(names) == 10 and names == [n for n in b.namelist() if n != "meta.json"], names
+sys.exit(0 if all(a.read(n) == b.read(n) for n in names) else 1)
+PY
+}
+tl-train -q --arch lenet5 --epochs 2 --seed 5 --batch 32 --threads 1 "$T/ttr.tlt" -o "$T/a1.tlm" \
+  && tl-train -q --arch lenet5 --epochs 2 --seed 5 --batch 32 --threads 2 --shards 2 "$T/ttr.tlt" -o "$T/a2.tlm" \
+  && same_weights "$T/a.tlm" "$T/a1.tlm" && same_weights "$T/a.tlm" "$T/a2.tlm" && ok || bad "1 or 2 threads, default shards: the same weights"
+tl-train -q --arch lenet5 --epochs 2 --seed 5 --batch 32 --shards 1 "$T/ttr.tlt" -o "$T/s1.tlm" && ! same_weights "$T/a.tlm" "$T/s1.tlm" \
+  && ok || bad "--shards 1 trains on whole batches (other bits)"
+expect 64 "shards with batch normalization" -- tl-train --arch "conv3x3-8,bn,relu,fc16,relu" --shards 2 --epochs 1 "$T/ttr.tlt" -o "$T/bad.tlm"
+err_has "batch normalization" "shards and BatchNorm message"
 # Dropout, BatchNorm, augmentation, a custom spec, a schedule: train, deterministically.
 tl-train -q --arch "conv3x3-8,bn,relu,maxpool2,dropout0.3,fc32,relu" --augment crop,flip --schedule cosine --warmup 0.5 \
   --epochs 2 --seed 2 "$T/ttr.tlt" -o "$T/d1.tlm" && tl-train -q --arch "conv3x3-8,bn,relu,maxpool2,dropout0.3,fc32,relu" \
