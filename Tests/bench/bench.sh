@@ -87,8 +87,8 @@ bench_kernels() {
   if [ ! -x "$BIN/tl-bench" ]; then echo "tl-bench not built (make build)"; return; fi
   tl-bench peak | tee "$OUT/kernels.tsv" | grep -v "^peak"
   echo "OpenBLAS: $(tl-bench blas-info)"
-  # tl and OpenBLAS in separate processes, alternating, two rounds; best of each.
-  for round in 1 2; do tl-bench gemm-tl >> "$OUT/kernels.tsv"; tl-bench gemm-blas >> "$OUT/kernels.tsv"; done
+  # tl and OpenBLAS in separate processes, alternating, three rounds; best of each.
+  for round in 1 2 3; do tl-bench gemm-tl >> "$OUT/kernels.tsv"; tl-bench gemm-blas >> "$OUT/kernels.tsv"; done
   python3 - "$OUT/kernels.tsv" <<'PY'
 import sys, collections
 best = collections.defaultdict(float); order = []; peak = (1.0, 1.0)
@@ -99,7 +99,7 @@ for line in open(sys.argv[1]):
     key = (f[2], f[3], f[4], f[5])
     if key not in order: order.append(key)
     best[(key, f[1], f[6])] = max(best[(key, f[1], f[6])], float(f[7]))
-print("GEMM, GFLOP/s (best of 2 rounds); ratio = tl / OpenBLAS at the same thread count; peak = tl 2T / FMA peak 2T")
+print("GEMM, GFLOP/s (best of 3 rounds); ratio = tl / OpenBLAS at the same thread count; peak = tl 2T / FMA peak 2T")
 print(f"  {'M x K x N  op':<30}{'tl 1T':>8}{'BLAS 1T':>9}{'ratio':>7}{'tl 2T':>8}{'BLAS 2T':>9}{'ratio':>7}{'peak':>7}{'2T/1T':>7}")
 for key in order:
     t1, t2 = best[(key, 'tl', '1')], best[(key, 'tl', '2')]

@@ -33,4 +33,11 @@ size_t tl_crc32_fold(uint32_t *crc, const void *data, size_t n);
 static inline void tl_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
 static inline void tl_prefetch_read(const void *p) { __builtin_prefetch(p, 0, 3); }
 
+/// The spin-wait hint (x86 PAUSE) for the thread pool's waiting loops.
+static inline void tl_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif
