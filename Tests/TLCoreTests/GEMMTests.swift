@@ -66,6 +66,7 @@ final class GEMMTests: XCTestCase {
         _ = check(250, 10, 300, ta: true, tb: false)   // N < 16: the transposed path
         _ = check(64, 3, 513, ta: true, tb: true)
         _ = check(130, 130, 600, ta: false, tb: false, alpha: 0.5, beta: 2)
+        _ = check(70, 300, 700, ta: true, tb: false, alpha: 0.5, beta: 2, threads: 2)   // shared tiles accumulate over K blocks
     }
 
     func testAlphaBeta() {
@@ -79,7 +80,8 @@ final class GEMMTests: XCTestCase {
     /// Any thread count gives the same bits (each element is computed by one thread, same order).
     func testThreadCountDoesNotChangeBits() {
         for (m, n, k, ta, tb) in [(200, 180, 300, false, false), (64, 520, 288, false, true), (300, 12, 400, true, false), (37, 1000, 129, true, true),
-                                  (301, 260, 450, false, false), (250, 300, 460, true, true)] {  // the last two: shared packed B
+                                  (301, 260, 450, false, false), (250, 300, 460, true, true),  // shared packed B
+                                  (130, 2050, 520, false, false), (13, 2100, 300, true, true)] {  // shared tiles over two NC blocks
             let one = check(m, n, k, ta: ta, tb: tb, threads: 1)
             for t in [2, 3, 4] {
                 let many = check(m, n, k, ta: ta, tb: tb, threads: t)

@@ -91,6 +91,11 @@ public enum GEMM {
             sharedB(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite, t)
             return
         }
+        // Few rows (a batch): pack A and B once, together, and share the tiles out evenly.
+        if m <= sharedTilesMaxRows {
+            sharedTiles(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite, t)
+            return
+        }
         let pa = UnsafeSendable(a), pb = UnsafeSendable(b), pc = UnsafeSendable(c)
         if n >= m {
             // Split columns, in multiples of NR.
@@ -159,14 +164,7 @@ public enum GEMM {
                 var ir = 0
                 while ir < mcb {
                     let mrb = min(mr, mcb - ir)
-                    let ct = c + (ic + ir) * ldc + jc + jr
-                    if avx512 {
-                        tl_sgemm_kernel_12x16_avx512(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store ? 1 : 0, Int32(mrb), Int32(nrb))
-                    } else if mrb == mr && nrb == nr {
-                        kernel6x16(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store)
-                    } else {
-                        edge(kcb, bufA + ir * kcb, bufB + jr * kcb, ct, ldc, alpha, store, mrb, nrb)
-                    }
+                    microTile(kcb, bufA + ir * kcb, bufB + jr * kcb, c + (ic + ir) * ldc + jc + jr, ldc, alpha, store, mrb, nrb)
                     ir += mr
                 }
                 jr += nr
@@ -205,6 +203,68 @@ public enum GEMM {
                 pc += kc
             }
             jc += nc
+        }
+    }
+
+    /// Products with at most this many rows take `sharedTiles` on several threads (the packed A
+    /// block, rows × KC, is then at most 512 KiB).
+    static let sharedTilesMaxRows = 512
+
+    /// Skinny products (M a batch of 64-512 rows, the shapes training runs) on several threads:
+    /// for each (jc, pc) block the threads pack A and B together into shared buffers, then take
+    /// equal runs of the MR×NR tiles (column-panel by column-panel). Splitting C by whole
+    /// columns or rows instead leaves the threads uneven parts (64×196 is 11 × 13 tiles) and
+    /// has each pack all of the other operand. Two pool hand-overs per block; each tile sees
+    /// the same operations as in `serial`.
+    static func sharedTiles(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                            _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ overwrite: Bool, _ t: Int) {
+        let rowPanels = (m + mr - 1) / mr
+        let bufA = UnsafeSendable(Scratch.buffer(.packA, floats: rowPanels * mr * kc))
+        let bufB = UnsafeSendable(Scratch.buffer(.packB, floats: kc * min(nc, (n + nr - 1) / nr * nr)))
+        let pa = UnsafeSendable(a), pb = UnsafeSendable(b), pcc = UnsafeSendable(c)
+        var jc = 0
+        while jc < n {
+            let ncb = min(nc, n - jc), colPanels = (ncb + nr - 1) / nr, tiles = rowPanels * colPanels
+            var pc = 0
+            while pc < k {
+                let kcb = min(kc, k - pc), store = overwrite && pc == 0
+                Threads.parallelFor(t, threads: t) { i in
+                    let q0 = i * colPanels / t, q1 = (i + 1) * colPanels / t
+                    if q0 < q1 {
+                        packB(transB, pb.value, ldb, row: pc, col: jc + q0 * nr, kc: kcb, nc: min(ncb - q0 * nr, (q1 - q0) * nr), into: bufB.value + q0 * nr * kcb)
+                    }
+                    let r0 = i * rowPanels / t, r1 = (i + 1) * rowPanels / t
+                    if r0 < r1 {
+                        packA(transA, pa.value, lda, row: r0 * mr, col: pc, mc: min(m - r0 * mr, (r1 - r0) * mr), kc: kcb, into: bufA.value + r0 * mr * kcb)
+                    }
+                }
+                Threads.parallelFor(t, threads: t) { i in
+                    var tile = i * tiles / t
+                    let end = (i + 1) * tiles / t
+                    while tile < end {
+                        let jr = tile / rowPanels * nr, ir = tile % rowPanels * mr
+                        microTile(kcb, bufA.value + ir * kcb, bufB.value + jr * kcb, pcc.value + ir * ldc + jc + jr, ldc, alpha, store,
+                                  min(mr, m - ir), min(nr, ncb - jr))
+                        tile += 1
+                    }
+                }
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// One MR×NR (or smaller, at the edges) tile of C from packed panels.
+    @inline(__always)
+    static func microTile(_ kcb: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ct: UnsafeMutablePointer<Float>, _ ldc: Int,
+                          _ alpha: Float, _ store: Bool, _ mrb: Int, _ nrb: Int) {
+        if avx512 {
+            tl_sgemm_kernel_12x16_avx512(kcb, a, b, ct, ldc, alpha, store ? 1 : 0, Int32(mrb), Int32(nrb))
+        } else if mrb == mr && nrb == nr {
+            kernel6x16(kcb, a, b, ct, ldc, alpha, store)
+        } else {
+            edge(kcb, a, b, ct, ldc, alpha, store, mrb, nrb)
         }
     }
 

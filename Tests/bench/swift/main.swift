@@ -109,6 +109,7 @@ if what.contains("peak") { print("threads available: \(Threads.count)") }
 let quick = !what.contains("peak")
 let peak1 = quick ? 1 : fmaPeak(threads: 1), peak2 = quick ? 1 : fmaPeak(threads: 2)
 if !quick { print("peak\t\(f2(peak1))\t\(f2(peak2))"); print("FMA peak: \(f1(peak1)) GFLOP/s on 1 thread, \(f1(peak2)) on 2 (independent 8-wide FMA chains)") }
+if what.contains("avx512") { print(GEMM.avx512 ? "yes" : "no") }
 if what.contains("blas-info") { print(SystemBLAS.load()?.description ?? "not found (apt-get install libopenblas0)") }
 if what.contains("infer") {
     // infer MODEL BATCH: forward passes (evaluation mode) on random inputs, images/s.
