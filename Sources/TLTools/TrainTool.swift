@@ -128,7 +128,7 @@ public enum TrainTool {
         // The data: one stream, or several tasks' streams for --multitask.
         let source = try ft.initPath.map { try Network.load($0).0 }
         let train = ft.multitask ? try readTasks(a.positionals.isEmpty ? ["-"] : a.positionals, inputLayers: ft.inputLayers)
-                                 : try TaskData(single: try readLabeled(a.positionals.first ?? "-", classes: nil))
+                                 : TaskData(single: try readLabeled(a.positionals.first ?? "-", classes: nil))
         if (cfg.cropPad > 0 || cfg.flip), let x = train.set.parts.map(\.x).first(where: { $0.rank < 3 }) {
             throw TLError.usage("--augment needs images ([N, H, W] or [N, C, H, W]); the input is \(shapeString(x.shape))")
         }

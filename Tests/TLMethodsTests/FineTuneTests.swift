@@ -7,13 +7,6 @@ import XCTest
 /// without Forgetting's second head, multitask networks (shared and per-input layers),
 /// progressive networks, and the training objective that combines their losses.
 final class FineTuneTests: XCTestCase {
-    func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var r = RNG(seed: seed)
-        let t = Tensor.f32(shape)
-        for i in 0..<t.count { t.f32[i] = r.uniform() * 2 - 1 }
-        return t
-    }
-    func labels(_ n: Int, _ k: Int, seed: UInt64) -> [Int] { var r = RNG(seed: seed); return (0..<n).map { _ in r.below(k) } }
     func source(_ arch: String = "lenet5", input: [Int] = [1, 28, 28], classes: Int = 4) throws -> Network {
         let n = try Network(arch: Architectures.expand(arch), input: InputSpec(shape: input, scale: 1, mean: [0.2], std: [0.5]),
                             classes: (0..<classes).map { "s\($0)" })

@@ -7,13 +7,6 @@ import XCTest
 /// batch's loss and gradients (up to float rounding) for every objective the trainer knows, and
 /// the result depends on the shard count, never on the thread count.
 final class ShardingTests: XCTestCase {
-    func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var r = RNG(seed: seed)
-        let t = Tensor.f32(shape)
-        for i in 0..<t.count { t.f32[i] = r.uniform() * 2 - 1 }
-        return t
-    }
-    func labels(_ n: Int, _ k: Int, seed: UInt64) -> [Int] { var r = RNG(seed: seed); return (0..<n).map { _ in r.below(k) } }
     func stack(_ arch: String, classes: Int = 4, seed: UInt64 = 11) throws -> Network {
         let n = try Network(arch: Architectures.expand(arch), input: InputSpec(shape: [1, 12, 12], mean: [0.1], std: [0.6]),
                             classes: (0..<classes).map { "c\($0)" })

@@ -184,15 +184,12 @@ public enum GEMM {
         let per = ((m + t - 1) / t + mr - 1) / mr * mr
         var jc = 0
         while jc < n {
-            let ncb = min(nc, n - jc), panels = (ncb + nr - 1) / nr
+            let ncb = min(nc, n - jc)
             var pc = 0
             while pc < k {
                 let kcb = min(kc, k - pc), store = overwrite && pc == 0
                 Threads.parallelFor(t, threads: t) { i in
-                    let p0 = i * panels / t, p1 = (i + 1) * panels / t
-                    if p0 < p1 {
-                        packB(transB, pb.value, ldb, row: pc, col: jc + p0 * nr, kc: kcb, nc: min(ncb - p0 * nr, (p1 - p0) * nr), into: bufB.value + p0 * nr * kcb)
-                    }
+                    packBShare(i, of: t, transB, pb.value, ldb, pc: pc, kcb: kcb, jc: jc, ncb: ncb, into: bufB.value)
                 }
                 Threads.parallelFor(t, threads: t) { i in
                     let i0 = i * per, i1 = min(m, i0 + per)
@@ -230,10 +227,7 @@ public enum GEMM {
             while pc < k {
                 let kcb = min(kc, k - pc), store = overwrite && pc == 0
                 Threads.parallelFor(t, threads: t) { i in
-                    let q0 = i * colPanels / t, q1 = (i + 1) * colPanels / t
-                    if q0 < q1 {
-                        packB(transB, pb.value, ldb, row: pc, col: jc + q0 * nr, kc: kcb, nc: min(ncb - q0 * nr, (q1 - q0) * nr), into: bufB.value + q0 * nr * kcb)
-                    }
+                    packBShare(i, of: t, transB, pb.value, ldb, pc: pc, kcb: kcb, jc: jc, ncb: ncb, into: bufB.value)
                     let r0 = i * rowPanels / t, r1 = (i + 1) * rowPanels / t
                     if r0 < r1 {
                         packA(transA, pa.value, lda, row: r0 * mr, col: pc, mc: min(m - r0 * mr, (r1 - r0) * mr), kc: kcb, into: bufA.value + r0 * mr * kcb)
@@ -252,6 +246,17 @@ public enum GEMM {
                 pc += kc
             }
             jc += nc
+        }
+    }
+
+    /// Thread i of t packs its share of the NR-wide panels of op(B)[pc..<pc+kcb, jc..<jc+ncb]
+    /// into the shared buffer, where `packB` of the whole block would put them.
+    @inline(__always)
+    static func packBShare(_ i: Int, of t: Int, _ transB: Bool, _ b: UnsafePointer<Float>, _ ldb: Int, pc: Int, kcb: Int, jc: Int, ncb: Int,
+                           into buf: UnsafeMutablePointer<Float>) {
+        let panels = (ncb + nr - 1) / nr, q0 = i * panels / t, q1 = (i + 1) * panels / t
+        if q0 < q1 {
+            packB(transB, b, ldb, row: pc, col: jc + q0 * nr, kc: kcb, nc: min(ncb - q0 * nr, (q1 - q0) * nr), into: buf + q0 * nr * kcb)
         }
     }
 
