@@ -324,7 +324,17 @@ public enum GEMM {
         var d = dst
         while i < mc {
             let h = min(mr, mc - i)
-            if !trans {
+            if !trans && h == 6 && mr == 6 {
+                // A full 6-row panel: walk k, writing the panel front to back (six row streams
+                // in, one stream out). Row by row with strided writes took about three times
+                // as long, a fifth of a 128×3136×128 product.
+                let s0 = a + (row + i) * lda + col, s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda
+                var q = d
+                for p in 0..<kc {
+                    q[0] = s0[p]; q[1] = s1[p]; q[2] = s2[p]; q[3] = s3[p]; q[4] = s4[p]; q[5] = s5[p]
+                    q += 6
+                }
+            } else if !trans {
                 for r in 0..<mr {
                     if r < h {
                         let src = a + (row + i + r) * lda + col
