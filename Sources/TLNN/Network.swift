@@ -479,10 +479,7 @@ public final class Network {
 
     /// Makes this network's parameters use `master`'s values (the same memory) and frozen flags.
     public func share(with master: Network) {
-        for (p, m) in zip(parameters, master.parameters) {
-            if p.value.storage !== m.value.storage || p.value.offset != m.value.offset { p.value = m.value }
-            p.frozen = m.frozen
-        }
+        for (p, m) in zip(parameters, master.parameters) { p.value = m.value; p.frozen = m.frozen }
     }
 
     // MARK: model file

@@ -125,8 +125,9 @@ public struct Objective {
 /// Mini-batch training of a network with softmax cross-entropy on each of its tasks (the mean
 /// over the rows of the batch labeled for the task), plus the objective's distillation and
 /// penalty. Deterministic: the shuffle of epoch e, the augmentation and dropout of step s depend
-/// only on (seed, e, s), so the same seed and thread count give the same bits, and a run resumed
-/// from an epoch's checkpoint continues exactly as the uninterrupted run would.
+/// only on (seed, e, s, shard), so the same seed and shard count give the same bits whatever the
+/// thread count, and a run resumed from an epoch's checkpoint continues exactly as the
+/// uninterrupted run would.
 public final class Trainer {
     public let net: Network
     public let config: TrainConfig
@@ -223,7 +224,7 @@ public final class Trainer {
             while replicas.count < shards - 1 { replicas.append(try net.replica()) }
             for r in replicas { r.share(with: net) }
         }
-        let active = [net] + replicas.prefix(shards - 1)
+        let active = [net] + replicas
         for m in active { for p in m.parameters where !p.frozen { p.zeroGrad() } }
         var start = 0, loss = 0.0, correct = 0, labeled = 0
         for (k, part) in data.parts.enumerated() {

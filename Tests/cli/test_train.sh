@@ -56,6 +56,9 @@ tl-train -q --arch lenet5 --epochs 2 --seed 5 --batch 32 --shards 1 "$T/ttr.tlt"
   && ok || bad "--shards 1 trains on whole batches (other bits)"
 expect 64 "shards with batch normalization" -- tl-train --arch "conv3x3-8,bn,relu,fc16,relu" --shards 2 --epochs 1 "$T/ttr.tlt" -o "$T/bad.tlm"
 err_has "batch normalization" "shards and BatchNorm message"
+expect 64 "shards 0" -- tl-train --arch mlp --shards 0 --epochs 1 "$T/ttr.tlt" -o "$T/bad.tlm"
+err_has "shards" "--shards 0 message"
+[ ! -e "$T/bad.tlm" ] && ok || bad "no model after a bad --shards"
 # Dropout, BatchNorm, augmentation, a custom spec, a schedule: train, deterministically.
 tl-train -q --arch "conv3x3-8,bn,relu,maxpool2,dropout0.3,fc32,relu" --augment crop,flip --schedule cosine --warmup 0.5 \
   --epochs 2 --seed 2 "$T/ttr.tlt" -o "$T/d1.tlm" && tl-train -q --arch "conv3x3-8,bn,relu,maxpool2,dropout0.3,fc32,relu" \

@@ -26,9 +26,10 @@ import Glibc
 /// Large products (each (jc, pc) block ≥ 2^24 multiply-adds): the threads pack each B block
 /// together into one shared buffer, then each multiplies its own contiguous range of rows,
 /// packing only its part of A (two barriers per block; 1024³ on 2 threads went from about 0.75×
-/// to about 1× OpenBLAS). Smaller products: C is split by whole columns (N ≥ M) or rows in
-/// multiples of the micro-tile and each thread runs the serial algorithm on its part, packing
-/// its own panels (no barrier). Either way every element of C sees the same operations in the
+/// to about 1× OpenBLAS). Products of at most 512 rows (`sharedTiles`, the shapes of training
+/// batches): the threads pack A and B together, then take equal runs of micro-tiles. Others: C
+/// is split by whole columns (N ≥ M) or rows in multiples of the micro-tile and each thread runs
+/// the serial algorithm on its part, packing its own panels (no barrier). Either way every element of C sees the same operations in the
 /// same order, so results are bit-identical for any thread count.
 ///
 /// # Contract
