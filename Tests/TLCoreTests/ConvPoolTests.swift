@@ -58,6 +58,21 @@ final class ConvTests: XCTestCase {
         check(ConvGeometry(n: 3, c: 3, h: 5, w: 5, oc: 8, kh: 1, kw: 1, stride: 2))             // strided 1x1: im2col path
     }
 
+    /// The inference paths of `forward` (no kept columns) on planes large enough to be taken
+    /// image by image: stride 1 from a zero-bordered copy, other strides and 1×1 by stretches;
+    /// several K-blocks (K > 256), output channels that are not a multiple of the tile.
+    func testImplicitPathsOnLargePlanes() {
+        check(ConvGeometry(n: 2, c: 3, h: 16, w: 13, oc: 7, kh: 3, kw: 3, pad: 1))              // padded copy
+        check(ConvGeometry(n: 2, c: 40, h: 12, w: 12, oc: 13, kh: 3, kw: 3, pad: 1))            // K = 360: two blocks
+        check(ConvGeometry(n: 1, c: 2, h: 20, w: 22, oc: 5, kh: 5, kw: 3, pad: 1, dilation: 2))
+        var asym = ConvGeometry(n: 2, c: 3, h: 14, w: 15, oc: 6, kh: 3, kw: 3)
+        (asym.padTop, asym.padLeft, asym.padBottom, asym.padRight) = (0, 1, 2, 0)
+        check(asym)
+        check(ConvGeometry(n: 2, c: 3, h: 30, w: 29, oc: 9, kh: 3, kw: 3, stride: 2, pad: 1))   // stretches
+        check(ConvGeometry(n: 2, c: 300, h: 12, w: 12, oc: 7, kh: 1, kw: 1))                    // 1x1, K = 300
+        check(ConvGeometry(n: 5, c: 270, h: 3, w: 3, oc: 20, kh: 3, kw: 3, pad: 1))            // small planes, images side by side
+    }
+
     /// Many images over 1, 2 and 3 threads: the same bits (per-image work; fixed partials for dW).
     /// Small outputs put several images in one GEMM; depthwise planes run from a padded copy:
     /// each image's output is the bits it gets alone.
@@ -66,7 +81,10 @@ final class ConvTests: XCTestCase {
                       ConvGeometry(n: 5, c: 4, h: 6, w: 7, oc: 6, kh: 3, kw: 2, stride: 2, pad: 1, groups: 2),
                       ConvGeometry(n: 6, c: 8, h: 3, w: 3, oc: 12, kh: 1, kw: 1),                       // pointwise
                       ConvGeometry(n: 3, c: 5, h: 7, w: 9, oc: 5, kh: 5, kw: 5, stride: 2, pad: 2, groups: 5),   // depthwise
-                      ConvGeometry(n: 3, c: 4, h: 13, w: 11, oc: 4, kh: 3, kw: 3, stride: 1, pad: 1, dilation: 2, groups: 4)]
+                      ConvGeometry(n: 3, c: 4, h: 13, w: 11, oc: 4, kh: 3, kw: 3, stride: 1, pad: 1, dilation: 2, groups: 4),
+                      ConvGeometry(n: 3, c: 5, h: 13, w: 12, oc: 7, kh: 3, kw: 3, pad: 1),                      // padded copy
+                      ConvGeometry(n: 3, c: 3, h: 25, w: 24, oc: 5, kh: 3, kw: 3, stride: 2, pad: 1),           // stretches
+                      ConvGeometry(n: 7, c: 30, h: 5, w: 5, oc: 9, kh: 3, kw: 3, pad: 1)]                       // K = 270
         var asym = ConvGeometry(n: 4, c: 3, h: 9, w: 10, oc: 3, kh: 3, kw: 3, stride: 2, groups: 3)
         (asym.padTop, asym.padLeft, asym.padBottom, asym.padRight) = (0, 0, 1, 1)   // TF "SAME"
         shapes.append(asym)

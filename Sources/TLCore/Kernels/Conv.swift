@@ -85,6 +85,10 @@ public enum Conv {
             }
             return
         }
+        if columns == nil && implicitApplies(g) {
+            forwardImplicit(g, x: x, weight: weight, bias: bias, y: y, threads: threads)
+            return
+        }
         let px = UnsafeSendable(x), pw = UnsafeSendable(weight), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
         if columns == nil && outHW < 64 && g.n > 1 {
             // Small outputs (the late layers of a network on small images): one GEMM per image

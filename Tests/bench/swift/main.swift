@@ -124,6 +124,29 @@ if what.contains("infer") {
     let t = best(minTime: 1) { _ = try! ex.features(x) }
     print("infer\t\(f1(Double(16 * batch) / t))")
 }
+if what.contains("convf") {
+    // convf C HW OC K STRIDE PAD [N]: one thread, best forward time of one layer (A/B comparisons).
+    let v = args.dropFirst().map { Int($0)! }
+    let g = ConvGeometry(n: v.count > 6 ? v[6] : 32, c: v[0], h: v[1], w: v[1], oc: v[2], kh: v[3], kw: v[3], stride: v[4], pad: v[5])
+    let x = randomBuffer(g.n * g.c * g.h * g.w, seed: 1), w = randomBuffer(g.oc * g.kdim, seed: 2), b = randomBuffer(g.oc, seed: 3)
+    let y = randomBuffer(g.n * g.oc * g.oh * g.ow, seed: 4)
+    let t = best(minTime: 1) { Conv.forward(g, x: x, weight: w, bias: b, y: y, threads: 1) }
+    print("convf\t\(f1(2.0 * Double(g.n * g.oc * g.kdim * g.oh * g.ow) / t / 1e9)) GFLOP/s")
+}
+if what.contains("infer1") {
+    // infer1 MODEL BATCH [REPS]: one thread, the best of REPS forward passes of one batch (for A/B
+    // comparisons on a noisy machine: the minimum is stable where throughput is not).
+    let (net, _, _) = try! Network.load(args[1])
+    let batch = Int(args[2])!, reps = args.count > 3 ? Int(args[3])! : 20
+    let x = Tensor.f32([batch] + net.input.shape)
+    var r = RNG(seed: 1)
+    for i in 0..<x.count { x.f32[i] = r.uniform() }
+    let ex = try! FeatureExtractor(net: net, layer: net.outputName, activation: false, batch: batch, threads: 1)
+    var t = Double.infinity
+    _ = try! ex.features(x)
+    for _ in 0..<reps { let t0 = monotonicSeconds(); _ = try! ex.features(x); t = min(t, monotonicSeconds() - t0) }
+    print("infer1\t\(f1(Double(batch) / t))")
+}
 if what.contains("fewclasses") {
     // fewclasses ROWS: the linear-probe kernels over ROWS x 512 features, 10 classes, 2 threads
     // in blocks of 256 rows; and the same on one 256-row block over and over (cache-resident).

@@ -1,0 +1,288 @@
+import Glibc
+
+/// Convolution forward without a column matrix ("implicit GEMM"), the path inference takes.
+///
+/// im2col + GEMM writes every image's (C·KH·KW) × (OH·OW) column matrix to memory (7 MiB for a
+/// ResNet-18 layer at 224×224), then the GEMM reads it back to pack its 16-column panels: two
+/// passes over the largest array of the layer, a quarter of a ResNet-18 forward. Here the
+/// panels are packed straight from the images, one K-block at a time: for each row (c, i, j)
+/// of the virtual column matrix the needed stretch is first assembled in a small buffer that
+/// stays in L1 (contiguous copies of input rows, zeros for the padding), then moved into the
+/// panel layout 16 floats at a time. Further:
+/// * The columns run over (image, output row, output column) of all of a thread's images, so a
+///   panel may hold the end of one image and the start of the next: 7×7 and 14×14 outputs fill
+///   whole 16-wide tiles instead of ending every image on a partial one.
+/// * The weights are packed once per call for all images (not once per image and K-block).
+/// * The bias is added while the finished block of outputs is copied into place.
+///
+/// Every output element sees the same fused multiply-adds in the same order as in `GEMM.serial`
+/// (K-blocks of `GEMM.kc`, each a 6×16 or 12×16 tile's k loop), whichever panel it lands in and
+/// however many images a thread takes: an image's output is the bits it gets alone, for any batch
+/// size and thread count. (The bits differ from the im2col path's only where the bias is added:
+/// here and there it is one rounded addition after the product, so they are the same.)
+extension Conv {
+    /// Whether `forward` without `columns` takes the implicit path (one group; depthwise and
+    /// grouped convolutions keep their own).
+    static func implicitApplies(_ g: ConvGeometry) -> Bool { g.groups == 1 && implicitOn }
+    nonisolated(unsafe) static var implicitOn = getenv("TL_IMPLICIT") == nil
+
+    /// Columns per block of the virtual column matrix: a multiple of 16 with the block of
+    /// outputs (OC × columns) at most 1 MiB.
+    /// K-blocks of equal size, at most `GEMM.kc` (288 = 144 + 144 rather than 256 + 32: a
+    /// 32-step block spends as long loading and storing its tile as multiplying).
+    static func implicitKC(_ k: Int) -> Int {
+        if getenv("TL_KCOLD") != nil { return GEMM.kc }
+        let blocks = (k + GEMM.kc - 1) / GEMM.kc
+        return (k + blocks - 1) / blocks
+    }
+    nonisolated(unsafe) static var implicitNC: Int = getenv("TL_NC").map { Int(String(cString: $0))! } ?? 2048
+    static func implicitBlockColumns(_ g: ConvGeometry, columns q: Int) -> Int {
+        let cap = max(64, min(implicitNC, (1 << 18) / g.oc / GEMM.nr * GEMM.nr))
+        return min(cap, (q + GEMM.nr - 1) / GEMM.nr * GEMM.nr)
+    }
+
+    static func forwardImplicit(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                y: UnsafeMutablePointer<Float>, threads: Int) {
+        let m = g.oc, k = g.kdim, mr = GEMM.mr, kc = implicitKC(k)
+        let mpad = (m + mr - 1) / mr * mr
+        // The weights as the GEMM's A panels, K-block after K-block (block pc at pc·mpad).
+        let packed = Scratch.buffer(.packA, floats: mpad * k)
+        var pc = 0
+        while pc < k {
+            GEMM.packA(false, weight, k, row: 0, col: pc, mc: m, kc: min(kc, k - pc), into: packed + pc * mpad)
+            pc += kc
+        }
+        let parts = max(1, min(threads, g.n))
+        let px = UnsafeSendable(x), pa = UnsafeSendable(UnsafePointer(packed)), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
+        Threads.parallelFor(parts, threads: parts) { t in
+            let i0 = t * g.n / parts, i1 = (t + 1) * g.n / parts
+            if i0 < i1 { implicitImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value) }
+        }
+    }
+
+    /// Output planes of at least this many pixels are computed image by image, straight into
+    /// place; smaller ones several images at a time through a block buffer.
+    static let implicitDirectPixels = 128
+    /// Rows of the virtual column matrix assembled before they are moved into the panels.
+    static let implicitRowGroup = 8
+
+    /// The outputs of images `images`, on the calling thread.
+    static func implicitImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        let m = g.oc, ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
+        if ohw >= implicitDirectPixels && g.strideH == 1 && g.strideW == 1 && !g.isPointwise {
+            implicitPaddedImages(g, x: x, images: images, packedA: packedA, mpad: mpad, bias: bias, y: y)
+            return
+        }
+        if ohw >= implicitDirectPixels {
+            let ncb = implicitBlockColumns(g, columns: ohw)
+            for img in images {
+                let xi = x + img * inSize, yi = y + img * outSize
+                var jc = 0
+                while jc < ohw {
+                    let cols = min(ncb, ohw - jc)
+                    implicitBlock(g, x: xi, firstColumn: jc, columns: cols, blockColumns: ncb, packedA: packedA, mpad: mpad, c: yi + jc, ldc: ohw)
+                    jc += cols
+                }
+                if let b = bias {
+                    for o in 0..<m { let row = yi + o * ohw, bo = b[o]; for p in 0..<ohw { row[p] += bo } }
+                }
+            }
+            return
+        }
+        let total = images.count * ohw, ncb = implicitBlockColumns(g, columns: total)
+        let cblk = Scratch.buffer(.output, floats: m * ncb)
+        let x0 = x + images.lowerBound * inSize
+        var jc = 0
+        while jc < total {
+            let cols = min(ncb, total - jc)
+            implicitBlock(g, x: x0, firstColumn: jc, columns: cols, blockColumns: ncb, packedA: packedA, mpad: mpad, c: cblk, ldc: ncb)
+            // Into place, image by image, adding the bias.
+            var q = jc
+            while q < jc + cols {
+                let img = q / ohw, off = q % ohw, n = min(ohw - off, jc + cols - q)
+                let dst0 = y + (images.lowerBound + img) * outSize + off, src0 = cblk + (q - jc)
+                for o in 0..<m {
+                    let dst = dst0 + o * ohw, src = src0 + o * ncb
+                    if let b = bias { let bo = b[o]; for p in 0..<n { dst[p] = src[p] + bo } } else { dst.update(from: src, count: n) }
+                }
+                q += n
+            }
+            jc += cols
+        }
+    }
+
+    /// Stride 1, image by image: each image is first copied with its zero border (C × HP × WP,
+    /// HP = H + pads, WP = W + pads). On an output grid WP wide (the last WP − OW columns of
+    /// each row are computed and dropped), row (c, i, j) of the column matrix is one contiguous
+    /// stretch of the padded copy: padded[c][i·dh][j·dw + q] for grid column q. Packing a panel
+    /// is then sixteen-float moves with no edge cases; the grid's extra columns cost
+    /// (WP − OW) / WP of the arithmetic (2/30 at 28 × 28, 3×3 kernels).
+    static func implicitPaddedImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
+                                     bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        let m = g.oc, k = g.kdim, nr = GEMM.nr, kc = implicitKC(k)
+        let ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
+        let hp = g.h + g.padTop + g.padBottom, wp = g.w + g.padLeft + g.padRight, planeP = hp * wp
+        let grid = (g.oh - 1) * wp + g.ow
+        let ncb = implicitBlockColumns(g, columns: grid)
+        let padded = Scratch.buffer(.extra, floats: g.c * planeP + nr)
+        let bufB = Scratch.buffer(.packB, floats: min(kc, k) * ncb)
+        let cblk = Scratch.buffer(.output, floats: m * ncb)
+        var offsets = [Int](repeating: 0, count: k)
+        for kr in 0..<k {
+            let c = kr / (g.kh * g.kw), i = kr % (g.kh * g.kw) / g.kw, j = kr % g.kw
+            offsets[kr] = c * planeP + i * g.dilationH * wp + j * g.dilationW
+        }
+        offsets.withUnsafeBufferPointer { off in
+            for img in images {
+                let xi = x + img * inSize, yi = y + img * outSize
+                padded.update(repeating: 0, count: g.c * planeP + nr)
+                for c in 0..<g.c {
+                    for r in 0..<g.h { (padded + c * planeP + (r + g.padTop) * wp + g.padLeft).update(from: xi + (c * g.h + r) * g.w, count: g.w) }
+                }
+                var jc = 0
+                while jc < grid {
+                    let cols = min(ncb, grid - jc), panels = (cols + nr - 1) / nr
+                    var pc = 0
+                    while pc < k {
+                        let kcb = min(kc, k - pc)
+                        // Panel by panel, its kcb rows: contiguous writes, kcb read streams.
+                        let src = UnsafeRawPointer(padded + jc)
+                        var d = UnsafeMutableRawPointer(bufB)
+                        for p in 0..<panels {
+                            let sp = src + p * nr * 4
+                            for kk in 0..<kcb {
+                                d.storeBytes(of: (sp + off[pc + kk] * 4).loadUnaligned(as: V.self), as: V.self)
+                                d += nr * 4
+                            }
+                        }
+                        implicitTiles(m: m, cols: cols, kcb: kcb, a: packedA + pc * mpad, b: bufB, c: cblk, ldc: ncb, store: pc == 0)
+                        pc += kc
+                    }
+                    // The grid's valid columns into place, adding the bias.
+                    let r0 = jc / wp, r1 = min(g.oh, (jc + cols + wp - 1) / wp)
+                    for o in 0..<m {
+                        let bo = bias?[o] ?? 0, src = cblk + o * ncb - jc, dst = yi + o * ohw
+                        for r in r0..<r1 {
+                            let q0 = max(0, jc - r * wp), q1 = min(g.ow, jc + cols - r * wp)
+                            if q0 >= q1 { continue }
+                            let s = src + r * wp, d = dst + r * g.ow
+                            if bias == nil { for q in q0..<q1 { d[q] = s[q] } } else { for q in q0..<q1 { d[q] = s[q] + bo } }
+                        }
+                    }
+                    jc += cols
+                }
+            }
+        }
+    }
+
+    /// C[m × cols] (+)= packed A (all m rows, one K-block) · packed B (cols columns): MC-row
+    /// blocks of A, each against every panel of B.
+    @inline(never)
+    static func implicitTiles(m: Int, cols: Int, kcb: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                              c: UnsafeMutablePointer<Float>, ldc: Int, store: Bool) {
+        let mr = GEMM.mr, nr = GEMM.nr, mc = GEMM.mc
+        var ic = 0
+        while ic < m {
+            let mcb = min(mc, m - ic)
+            var jr = 0
+            while jr < cols {
+                let nrb = min(nr, cols - jr)
+                var ir = ic
+                while ir < ic + mcb {
+                    GEMM.microTile(kcb, a + ir * kcb, b + jr * kcb, c + ir * ldc + jr, ldc, 1, store, min(mr, m - ir), nrb)
+                    ir += mr
+                }
+                jr += nr
+            }
+            ic += mc
+        }
+    }
+
+    /// C[OC × columns] = W · (columns firstColumn..<firstColumn+columns of the virtual column
+    /// matrix of the images at `x`), all K-blocks.
+    @inline(__always)
+    static func implicitBlock(_ g: ConvGeometry, x: UnsafePointer<Float>, firstColumn: Int, columns cols: Int, blockColumns ncb: Int,
+                              packedA: UnsafePointer<Float>, mpad: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let m = g.oc, k = g.kdim, kc = implicitKC(k)
+        let bufB = Scratch.buffer(.packB, floats: min(kc, k) * ncb)
+        let row = Scratch.buffer(.columns, floats: implicitRowGroup * ncb + 16)
+        var pc = 0
+        while pc < k {
+            let kcb = min(kc, k - pc)
+            packImplicitB(g, x: x, firstColumn: firstColumn, columns: cols, pc: pc, kcb: kcb, row: row, into: bufB)
+            implicitTiles(m: m, cols: cols, kcb: kcb, a: packedA + pc * mpad, b: bufB, c: c, ldc: ldc, store: pc == 0)
+            pc += kc
+        }
+    }
+
+    /// Packs rows pc..<pc+kcb of the virtual column matrix of the images at `x` (columns
+    /// firstColumn..<firstColumn+columns, running over image, output row and output column) as
+    /// 16-wide panels, each kcb × 16, zero-padded: what `GEMM.packB` would make of the im2col
+    /// matrix. `row` holds a panel-rounded stretch of one row.
+    static func packImplicitB(_ g: ConvGeometry, x: UnsafePointer<Float>, firstColumn: Int, columns: Int, pc: Int, kcb: Int,
+                              row: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        let nr = GEMM.nr, panels = (columns + nr - 1) / nr
+        let ohw = g.oh * g.ow, ow = g.ow, inSize = g.c * g.h * g.w, plane = g.h * g.w, khw = g.kh * g.kw
+        let rs = panels * nr, group = implicitRowGroup
+        let xEnd = x + ((firstColumn + columns - 1) / ohw + 1) * inSize
+        var k0 = 0
+        while k0 < kcb {
+          let rows = min(group, kcb - k0)
+          for kr0 in 0..<rows {
+            let kk = k0 + kr0, base = row + kr0 * rs
+            let kr = pc + kk, c = kr / khw, i = kr % khw / g.kw, j = kr % g.kw
+            if g.isPointwise {
+                // Row c is channel c of each image, contiguous.
+                var q = firstColumn, out = base, left = columns
+                while left > 0 {
+                    let img = q / ohw, off = q % ohw, n = min(ohw - off, left)
+                    let src = x + img * inSize + c * plane + off
+                    for p in 0..<n { out[p] = src[p] }
+                    out += n; left -= n; q += n
+                }
+            } else {
+                let (dj, lo, hi) = g.columnSpan(j)
+                var img = firstColumn / ohw, r = firstColumn % ohw / ow, col = firstColumn % ow
+                var out = base, left = columns
+                while left > 0 {
+                    let n = min(ow - col, left), end = col + n
+                    let ih = r * g.strideH - g.padTop + i * g.dilationH
+                    if ih < 0 || ih >= g.h {
+                        for p in 0..<n { out[p] = 0 }
+                    } else {
+                        let src = x + img * inSize + c * plane + ih * g.w + dj
+                        let a = min(max(col, lo), end), b = max(a, min(end, hi))
+                        let o = out - col
+                        for p in col..<a { o[p] = 0 }
+                        if g.strideW == 1 && src + (b + 7) <= xEnd {
+                            // Whole 8-float moves; the few written past b are rewritten below or
+                            // by the next stretch (the row buffer has room for them).
+                            var p = a
+                            while p < b {
+                                UnsafeMutableRawPointer(o + p).storeBytes(of: UnsafeRawPointer(src + p).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                                p += 8
+                            }
+                        } else if g.strideW == 1 { for p in a..<b { o[p] = src[p] } } else { for p in a..<b { o[p] = src[p * g.strideW] } }
+                        for p in b..<end { o[p] = 0 }
+                    }
+                    out += n; left -= n; col = 0; r += 1
+                    if r == g.oh { r = 0; img += 1 }
+                }
+            }
+            for q in columns..<rs { base[q] = 0 }
+          }
+            // Rows k0..<k0+rows into the panels: 64 contiguous bytes per row and panel.
+            var d = UnsafeMutableRawPointer(dst + k0 * nr)
+            for p in 0..<panels {
+                for r in 0..<rows {
+                    d.storeBytes(of: UnsafeRawPointer(row + r * rs + p * nr).loadUnaligned(as: V.self), toByteOffset: r * nr * 4, as: V.self)
+                }
+                d += kcb * nr * 4
+            }
+            k0 += rows
+        }
+    }
+}
