@@ -46,6 +46,8 @@ final class ConvTests: XCTestCase {
         check(ConvGeometry(n: 5, c: 7, h: 4, w: 3, oc: 3, kh: 1, kw: 1))                     // pointwise
         check(ConvGeometry(n: 2, c: 5, h: 9, w: 7, oc: 5, kh: 3, kw: 3, stride: 2, pad: 1, groups: 5))  // depthwise
         check(ConvGeometry(n: 1, c: 4, h: 6, w: 6, oc: 4, kh: 3, kw: 3, dilation: 2, groups: 4))
+        check(ConvGeometry(n: 2, c: 16, h: 9, w: 10, oc: 16, kh: 3, kw: 3, pad: 1, groups: 16))  // depthwise, whole 8-channel chunks
+        check(ConvGeometry(n: 2, c: 12, h: 7, w: 7, oc: 12, kh: 5, kw: 5, stride: 2, pad: 2, groups: 12))  // and a partial one
         var asym = ConvGeometry(n: 2, c: 3, h: 8, w: 7, oc: 4, kh: 3, kw: 3, stride: 2)
         asym.padBottom = 1; asym.padRight = 1                                                   // TF "SAME"
         check(asym)
@@ -74,7 +76,7 @@ final class ConvTests: XCTestCase {
     }
 
     /// Many images over 1, 2 and 3 threads: the same bits (per-image work; fixed partials for dW).
-    /// Small outputs put several images in one GEMM; depthwise planes run from a padded copy:
+    /// Small outputs put several images in one GEMM; depthwise runs on channels-last copies:
     /// each image's output is the bits it gets alone.
     func testBatchedPathsMatchOneImageAtATime() {
         var shapes = [ConvGeometry(n: 7, c: 6, h: 5, w: 5, oc: 10, kh: 3, kw: 3, pad: 1),

@@ -13,7 +13,8 @@
 ///   single-threaded GEMM on its own column buffer): on the small per-image matrices of a CNN
 ///   that beats threading inside the GEMM. With fewer images than threads, the GEMM is threaded.
 /// * 1×1, stride 1, no padding: the image already is the column matrix; no copy.
-/// * depthwise (G = C = OC): a direct loop; a GEMM with one output row would waste the tile.
+/// * depthwise (G = C = OC): a direct loop over channels-last copies (ConvDepthwise.swift); a GEMM
+///   with one output row would waste the tile.
 ///
 /// Backward accumulates (`+=`) into dx, dweight and dbias, so the caller zeroes them once and
 /// residual branches add up for free. The weight gradient sums per-image products in a fixed
@@ -78,11 +79,7 @@ public enum Conv {
         precondition(g.problem == nil, "conv: \(g.problem!)")
         let inSize = g.c * g.h * g.w, outHW = g.oh * g.ow, outSize = g.oc * outHW
         if g.isDepthwise {
-            let px = UnsafeSendable(x), pw = UnsafeSendable(weight), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
-            Threads.parallelFor(g.n * g.c, threads: threads) { i in
-                depthwisePlane(g, x: px.value + i * g.h * g.w, w: pw.value + (i % g.c) * g.kh * g.kw * (g.oc / g.c),
-                               bias: pb.value.map { $0[i % g.c] } ?? 0, y: py.value + i * outHW)
-            }
+            depthwiseChannelsLast(g, x: x, weight: weight, bias: bias, y: y, threads: threads)
             return
         }
         if columns == nil && implicitApplies(g) {
@@ -278,43 +275,6 @@ public enum Conv {
                     }
                     row += oh * ow
                 }
-            }
-        }
-    }
-
-    /// One depthwise plane: y = bias + Σ_ij w[i, j] · x shifted (channel multiplier 1).
-    /// One plane of a depthwise convolution, output-stationary. The plane is first copied into
-    /// a zero-bordered scratch buffer wide enough that every output column's window lies inside
-    /// it; then 8 outputs of a row live in a register and every tap is accumulated into them
-    /// with FMA (taps in row-major order, from the bias; padding taps add exact zeros), stride 2
-    /// read as the even lanes of 16. Small planes (the 7×7 and 14×14 of late layers) run as
-    /// fast as large ones: there is no edge case left.
-    static func depthwisePlane(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: Float, y: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD8<Float>
-        let oh = g.oh, ow = g.ow, sw = g.strideW, dw = g.dilationW, kw = g.kw
-        let chunks = (ow + 7) / 8
-        let hp = g.h + g.padTop + g.padBottom
-        let wp = max(g.w + g.padLeft + g.padRight, (chunks * 8 - 1) * sw + (kw - 1) * dw + 2)
-        let pad = Scratch.buffer(.columns, floats: hp * wp)
-        pad.update(repeating: 0, count: hp * wp)
-        for r in 0..<g.h { (pad + (r + g.padTop) * wp + g.padLeft).update(from: x + r * g.w, count: g.w) }
-        var tail = V()
-        for r in 0..<oh {
-            let out = y + r * ow
-            for c in 0..<chunks {
-                var acc = V(repeating: bias)
-                for i in 0..<g.kh {
-                    let row = UnsafeRawPointer(pad + (r * g.strideH + i * g.dilationH) * wp)
-                    for j in 0..<kw {
-                        let off = (c * 8 * sw + j * dw) * 4
-                        let v: V = sw == 1 ? row.loadUnaligned(fromByteOffset: off, as: V.self)
-                            : (sw == 2 ? row.loadUnaligned(fromByteOffset: off, as: SIMD16<Float>.self).evenHalf
-                                       : V((0..<8).map { row.load(fromByteOffset: off + $0 * sw * 4, as: Float.self) }))
-                        acc.addProduct(V(repeating: w[i * kw + j]), v)
-                    }
-                }
-                if c * 8 + 8 <= ow { UnsafeMutableRawPointer(out + c * 8).storeBytes(of: acc, as: V.self) }
-                else { tail = acc; for k in 0..<(ow - c * 8) { out[c * 8 + k] = tail[k] } }
             }
         }
     }

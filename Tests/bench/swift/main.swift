@@ -127,7 +127,8 @@ if what.contains("infer") {
 if what.contains("convf") {
     // convf C HW OC K STRIDE PAD [N]: one thread, best forward time of one layer (A/B comparisons).
     let v = args.dropFirst().map { Int($0)! }
-    let g = ConvGeometry(n: v.count > 6 ? v[6] : 32, c: v[0], h: v[1], w: v[1], oc: v[2], kh: v[3], kw: v[3], stride: v[4], pad: v[5])
+    let g = ConvGeometry(n: v.count > 6 ? v[6] : 32, c: v[0], h: v[1], w: v[1], oc: v[2], kh: v[3], kw: v[3], stride: v[4], pad: v[5],
+                         groups: v.count > 7 ? v[7] : 1)
     let x = randomBuffer(g.n * g.c * g.h * g.w, seed: 1), w = randomBuffer(g.oc * g.kdim, seed: 2), b = randomBuffer(g.oc, seed: 3)
     let y = randomBuffer(g.n * g.oc * g.oh * g.ow, seed: 4)
     let t = best(minTime: 1) { Conv.forward(g, x: x, weight: w, bias: b, y: y, threads: 1) }
