@@ -139,7 +139,15 @@ public final class Graph: Layer {
         constants = usedTensors.subtracting(owned).sorted().map { ($0, tensors[$0]!) }
         self.shapes = shapes
         for d in dyn.joined() { consumers[d, default: 0] += 1 }
+        // Convolutions read by exactly one node, an activation a convolution can apply itself.
+        var fused: [Int: (Int, FusedActivation)] = [:]
+        for (i, n) in spec.nodes.enumerated() where ops[i].layer is Conv2d && consumers[n.name] == 1 && !spec.outputs.contains(n.name) {
+            if let j = dyn.firstIndex(where: { $0 == [n.name] }), let act = (ops[j].layer as? Activation)?.fused { fused[i] = (j, act) }
+        }
+        fusedActivation = fused
     }
+    /// Node i's output feeds only node j, an activation it can apply while storing: (j, that activation).
+    let fusedActivation: [Int: (Int, FusedActivation)]
 
     public var spec: String { "graph" }
     public var parameters: [Parameter] {
@@ -206,9 +214,27 @@ public final class Graph: Layer {
         }
         let keep = Set(targets)
         var left = consumers
+        var fusedInto = Set<Int>()
         for i in needed.sorted() {
+            if fusedInto.contains(i) { continue }
             let n = description.nodes[i]
             let args = dynamicInputs[i].map { values[$0]! }
+            // At inference, a convolution whose only consumer is an activation it can apply
+            // while storing (and whose own value nobody asked for) computes that node's value.
+            if !ctx.training, let (j, act) = fusedActivation[i], needed.contains(j), !keep.contains(n.name),
+               let conv = ops[i].layer as? Conv2d {
+                let out = description.nodes[j].name
+                values[out] = try annotating(file: nil, location: "node '\(n.name)' (\(n.op))") {
+                    try conv.forward(args[0].dtype == .f32 ? args[0] : try args[0].converted(to: .f32), ctx, activation: act)
+                }
+                fusedInto.insert(j)
+                for d in dynamicInputs[i] {
+                    left[d]! -= 1
+                    if left[d] == 0 && !keep.contains(d) { values[d] = nil }
+                }
+                left[n.name] = 0
+                continue
+            }
             values[n.name] = try annotating(file: nil, location: "node '\(n.name)' (\(n.op))") { try ops[i].forward(args, ctx) }
             for d in dynamicInputs[i] {
                 left[d]! -= 1

@@ -108,7 +108,11 @@ public final class Conv2d: Layer, Initializable {
         return g
     }
     public func outputShape(_ s: [Int]) throws -> [Int] { let g = try geometry(s); return [g.n, g.oc, g.oh, g.ow] }
-    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor {
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try forward(x, ctx, activation: nil) }
+    /// Forward with the activation that follows applied as the outputs are stored (inference
+    /// only: training keeps the pre-activation values for that layer's backward).
+    public func forward(_ x: Tensor, _ ctx: Context, activation: FusedActivation?) throws -> Tensor {
+        precondition(activation == nil || !ctx.training, "\(name): fused activation in training")
         let g = try geometry(x.shape)
         let y = Tensor.f32([g.n, g.oc, g.oh, g.ow], zero: false)
         // Training keeps the im2col matrices for backward (when the weights will need them),
@@ -116,7 +120,7 @@ public final class Conv2d: Layer, Initializable {
         // of the time) beats holding and faulting in that memory (cnn-small, batch 256: 231 MB).
         let keep = ctx.training && !weight.frozen && Conv.columnCount(g) > 0 && Conv.columnCount(g) * 4 < 64 << 20
         let cols = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
-        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: cols?.f32, threads: ctx.threads)
+        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: cols?.f32, activation: activation, threads: ctx.threads)
         if ctx.training { self.x = x; columns = cols }
         return y
     }
@@ -247,6 +251,15 @@ public final class Activation: Layer {
     /// SELU's constants (Klambauer et al. 2017; ONNX's defaults).
     public static let seluAlpha: Float = 1.67326319217681884765625, seluGamma: Float = 1.05070102214813232421875
     public init(_ name: String, _ kind: Kind) { self.name = name; self.kind = kind }
+    /// This activation as a convolution applies it while storing its outputs, if it can.
+    public var fused: FusedActivation? {
+        switch kind {
+        case .relu: return .relu
+        case .relu6: return .clip(0, 6)
+        case .clip(let lo, let hi): return .clip(lo, hi)
+        default: return nil
+        }
+    }
     public var spec: String {
         switch kind {
         case .relu: return "relu"
@@ -436,7 +449,25 @@ public final class Sequential: Layer {
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
     public var buffers: [(String, Tensor)] { layers.flatMap(\.buffers) }
     public func outputShape(_ s: [Int]) throws -> [Int] { try layers.reduce(s) { try $1.outputShape($0) } }
-    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try layers.reduce(x) { try $1.forward($0, ctx) } }
+    public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try Sequential.run(layers[...], x, ctx) }
+
+    /// Runs layers in order. At inference a convolution followed by an activation it can apply
+    /// while storing its outputs (relu, relu6, clip) runs as one step: one pass and one tensor
+    /// fewer, the same values.
+    static func run(_ layers: ArraySlice<Layer>, _ x: Tensor, _ ctx: Context) throws -> Tensor {
+        if ctx.training { return try layers.reduce(x) { try $1.forward($0, ctx) } }
+        var v = x, i = layers.startIndex
+        while i < layers.endIndex {
+            if let conv = layers[i] as? Conv2d, i + 1 < layers.endIndex, let act = (layers[i + 1] as? Activation)?.fused {
+                v = try conv.forward(v, ctx, activation: act)
+                i += 2
+            } else {
+                v = try layers[i].forward(v, ctx)
+                i += 1
+            }
+        }
+        return v
+    }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
         // The lowest layer whose parameters (or whose inputs' producers') need gradients.
         var lowest = layers.count

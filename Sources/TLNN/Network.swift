@@ -430,7 +430,7 @@ public final class Network {
     /// The network up to a cut, applied to a normalized batch.
     public func forward(_ x: Tensor, to cut: Cut, _ ctx: Context) throws -> Tensor {
         if let g = graph, let v = cut.value { return try g.forward([g.description.inputs[cut.input]: x], until: v, ctx) }
-        return try sequential!.layers[..<cut.end].reduce(x) { try $1.forward($0, ctx) }
+        return try Sequential.run(sequential!.layers[..<cut.end], x, ctx)
     }
 
     func contains(_ l: Layer, _ target: Layer) -> Bool {

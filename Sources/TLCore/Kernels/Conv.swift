@@ -65,6 +65,26 @@ public struct ConvGeometry: Equatable, Sendable {
     }
 }
 
+/// An activation applied to a convolution's outputs as they are stored (inference), with the
+/// same arithmetic as the separate layer: relu max(v, 0), clip min(max(v, lo), hi).
+public enum FusedActivation: Equatable, Sendable {
+    case relu
+    case clip(Float, Float)
+    @inline(__always) public func apply(_ v: Float) -> Float {
+        switch self {
+        case .relu: return max(v, 0)
+        case .clip(let lo, let hi): return min(max(v, lo), hi)
+        }
+    }
+    /// Applies it to n floats in place.
+    public func apply(_ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        switch self {
+        case .relu: for i in 0..<n { y[i] = max(y[i], 0) }
+        case .clip(let lo, let hi): for i in 0..<n { y[i] = min(max(y[i], lo), hi) }
+        }
+    }
+}
+
 public enum Conv {
     /// Partial sums of the weight gradient: a constant, so results do not depend on threads.
     static let weightPartials = 4
@@ -72,18 +92,25 @@ public enum Conv {
     /// Floats of the column matrices of all images (what `columns` must hold).
     public static func columnCount(_ g: ConvGeometry) -> Int { g.isPointwise || g.isDepthwise ? 0 : g.n * g.groups * g.kdim * g.oh * g.ow }
 
-    /// y = conv(x, weight) + bias. `bias` may be nil. With `columns` (of `columnCount(g)`
-    /// floats), the im2col matrices are kept there for `backward` to reuse (training).
+    /// y = act(conv(x, weight) + bias). `bias` and `activation` may be nil. With `columns` (of
+    /// `columnCount(g)` floats), the im2col matrices are kept there for `backward` to reuse
+    /// (training).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               y: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>? = nil, threads: Int = Threads.count) {
+                               y: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>? = nil, activation: FusedActivation? = nil,
+                               threads: Int = Threads.count) {
         precondition(g.problem == nil, "conv: \(g.problem!)")
         let inSize = g.c * g.h * g.w, outHW = g.oh * g.ow, outSize = g.oc * outHW
         if g.isDepthwise {
-            depthwiseChannelsLast(g, x: x, weight: weight, bias: bias, y: y, threads: threads)
+            depthwiseChannelsLast(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
             return
         }
         if columns == nil && implicitApplies(g) {
-            forwardImplicit(g, x: x, weight: weight, bias: bias, y: y, threads: threads)
+            forwardImplicit(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
+            return
+        }
+        if let act = activation {
+            forward(g, x: x, weight: weight, bias: bias, y: y, columns: columns, threads: threads)
+            act.apply(g.n * outSize, y)
             return
         }
         let px = UnsafeSendable(x), pw = UnsafeSendable(weight), pb = UnsafeSendable(bias), py = UnsafeSendable(y)

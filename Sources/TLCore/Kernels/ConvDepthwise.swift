@@ -14,7 +14,7 @@
 /// is the bits it gets alone.
 extension Conv {
     static func depthwiseChannelsLast(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                      y: UnsafeMutablePointer<Float>, threads: Int) {
+                                      y: UnsafeMutablePointer<Float>, activation: FusedActivation?, threads: Int) {
         let c8 = (g.c + 7) / 8 * 8, taps = g.kh * g.kw
         // Weights as [tap][channel], bias as [channel], zero in the rounding channels.
         var wt = [Float](repeating: 0, count: taps * c8 + c8)
@@ -25,12 +25,13 @@ extension Conv {
         wt.withUnsafeBufferPointer { wp in
             let pw = UnsafeSendable(wp.baseAddress!), px = UnsafeSendable(x), py = UnsafeSendable(y)
             Threads.parallelFor(g.n, threads: min(threads, g.n)) { img in
-                depthwiseImageChannelsLast(g, x: px.value + img * g.c * g.h * g.w, wt: pw.value, y: py.value + img * g.c * g.oh * g.ow)
+                depthwiseImageChannelsLast(g, x: px.value + img * g.c * g.h * g.w, wt: pw.value, y: py.value + img * g.c * g.oh * g.ow, activation: activation)
             }
         }
     }
 
-    static func depthwiseImageChannelsLast(_ g: ConvGeometry, x: UnsafePointer<Float>, wt: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    static func depthwiseImageChannelsLast(_ g: ConvGeometry, x: UnsafePointer<Float>, wt: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                           activation act: FusedActivation?) {
         typealias V = SIMD8<Float>
         let c8 = (g.c + 7) / 8 * 8, taps = g.kh * g.kw, chunks = c8 / 8
         let hp = g.h + g.padTop + g.padBottom, wp = g.w + g.padLeft + g.padRight
@@ -109,10 +110,12 @@ extension Conv {
                     d[p] = v[0]; d[ohw + p] = v[1]; d[2 * ohw + p] = v[2]; d[3 * ohw + p] = v[3]
                     d[4 * ohw + p] = v[4]; d[5 * ohw + p] = v[5]; d[6 * ohw + p] = v[6]; d[7 * ohw + p] = v[7]
                 }
+                act?.apply(8 * ohw, d)
             } else {
                 for c in (ch * 8)..<g.c {
                     let dst = y + c * ohw, src = out + c
                     for p in 0..<ohw { dst[p] = src[p * c8] }
+                    act?.apply(ohw, dst)
                 }
             }
         }

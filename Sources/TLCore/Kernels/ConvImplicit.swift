@@ -13,7 +13,8 @@ import Glibc
 ///   panel may hold the end of one image and the start of the next: 7×7 and 14×14 outputs fill
 ///   whole 16-wide tiles instead of ending every image on a partial one.
 /// * The weights are packed once per call for all images (not once per image and K-block).
-/// * The bias is added while the finished block of outputs is copied into place.
+/// * The bias is added, and the activation that follows applied (`FusedActivation`), while the
+///   finished block of outputs is copied into place.
 ///
 /// Every output element sees the same fused multiply-adds in the same order as in `GEMM.serial`
 /// (K-blocks of `GEMM.kc`, each a 6×16 or 12×16 tile's k loop), whichever panel it lands in and
@@ -42,7 +43,7 @@ extension Conv {
     }
 
     static func forwardImplicit(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                y: UnsafeMutablePointer<Float>, threads: Int) {
+                                y: UnsafeMutablePointer<Float>, activation: FusedActivation?, threads: Int) {
         let m = g.oc, k = g.kdim, mr = GEMM.mr, kc = implicitKC(k)
         let mpad = (m + mr - 1) / mr * mr
         // The weights as the GEMM's A panels, K-block after K-block (block pc at pc·mpad).
@@ -56,7 +57,7 @@ extension Conv {
         let px = UnsafeSendable(x), pa = UnsafeSendable(UnsafePointer(packed)), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
         Threads.parallelFor(parts, threads: parts) { t in
             let i0 = t * g.n / parts, i1 = (t + 1) * g.n / parts
-            if i0 < i1 { implicitImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value) }
+            if i0 < i1 { implicitImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value, activation: activation) }
         }
     }
 
@@ -68,10 +69,10 @@ extension Conv {
 
     /// The outputs of images `images`, on the calling thread.
     static func implicitImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
-                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         let m = g.oc, ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
         if ohw >= implicitDirectPixels && g.strideH == 1 && g.strideW == 1 && !g.isPointwise {
-            implicitPaddedImages(g, x: x, images: images, packedA: packedA, mpad: mpad, bias: bias, y: y)
+            implicitPaddedImages(g, x: x, images: images, packedA: packedA, mpad: mpad, bias: bias, y: y, activation: act)
             return
         }
         if ohw >= implicitDirectPixels {
@@ -87,6 +88,7 @@ extension Conv {
                 if let b = bias {
                     for o in 0..<m { let row = yi + o * ohw, bo = b[o]; for p in 0..<ohw { row[p] += bo } }
                 }
+                act?.apply(outSize, yi)
             }
             return
         }
@@ -105,6 +107,7 @@ extension Conv {
                 for o in 0..<m {
                     let dst = dst0 + o * ohw, src = src0 + o * ncb
                     if let b = bias { let bo = b[o]; for p in 0..<n { dst[p] = src[p] + bo } } else { dst.update(from: src, count: n) }
+                    act?.apply(n, dst)
                 }
                 q += n
             }
@@ -119,7 +122,7 @@ extension Conv {
     /// is then sixteen-float moves with no edge cases; the grid's extra columns cost
     /// (WP − OW) / WP of the arithmetic (2/30 at 28 × 28, 3×3 kernels).
     static func implicitPaddedImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
-                                     bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+                                     bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         typealias V = SIMD16<Float>
         let m = g.oc, k = g.kdim, nr = GEMM.nr, kc = implicitKC(k)
         let ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
@@ -169,6 +172,7 @@ extension Conv {
                             if q0 >= q1 { continue }
                             let s = src + r * wp, d = dst + r * g.ow
                             if bias == nil { for q in q0..<q1 { d[q] = s[q] } } else { for q in q0..<q1 { d[q] = s[q] + bo } }
+                            act?.apply(q1 - q0, d + q0)
                         }
                     }
                     jc += cols
