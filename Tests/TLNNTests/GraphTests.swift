@@ -76,6 +76,45 @@ final class GraphGradientTests: XCTestCase, LayerGradientChecking {
 }
 
 final class GraphTests: XCTestCase {
+    /// At inference a convolution applies the relu or clip that is its only reader while it
+    /// stores its outputs: the same bits as the two nodes one after the other. A convolution
+    /// read by two nodes, or whose own value is asked for, is left alone.
+    func testConvolutionActivationFusion() throws {
+        let spec = GraphSpec(inputs: ["x"], outputs: ["out"], nodes: [
+            .init(name: "c1", op: "Conv", inputs: ["x", "w1", "b1"], attrs: ["pads": [1, 1, 1, 1]]),
+            .init(name: "a1", op: "Clip", inputs: ["c1", "lo", "hi"]),
+            .init(name: "c2", op: "Conv", inputs: ["a1", "w2", "b2"], attrs: ["pads": [1, 1, 1, 1]]),
+            .init(name: "a2", op: "Relu", inputs: ["c2"]),
+            .init(name: "c3", op: "Conv", inputs: ["a2", "w3"], attrs: ["group": 5, "pads": [1, 1, 1, 1]]),
+            .init(name: "a3", op: "Relu", inputs: ["c3"]), .init(name: "s3", op: "Sigmoid", inputs: ["c3"]),
+            .init(name: "out", op: "Add", inputs: ["a3", "s3"])])
+        let tensors: [String: Tensor] = ["w1": randomTensor([4, 3, 3, 3], seed: 1), "b1": randomTensor([4], seed: 2),
+                                         "w2": randomTensor([5, 4, 3, 3], seed: 3), "b2": randomTensor([5], seed: 4),
+                                         "w3": randomTensor([5, 1, 3, 3], seed: 5),
+                                         "lo": Tensor([-0.5] as [Float], shape: []), "hi": Tensor([0.7] as [Float], shape: [])]
+        let g = try Graph(spec, inputShapes: [[3, 3, 12, 12]], tensors: tensors)
+        XCTAssertEqual(Set(g.fusedActivation.keys), [0, 2])
+        let x = randomTensor([3, 3, 12, 12], seed: 6), ctx = Context(training: false, threads: 1)
+        let c1 = try g.forward(x, until: "c1", ctx).floats
+        XCTAssertEqual(try g.forward(x, until: "a1", ctx).floats, c1.map { min(max($0, -0.5), 0.7) })
+        XCTAssertTrue(c1.contains { $0 < -0.5 } && c1.contains { $0 > 0.7 })
+        let c2 = try g.forward(x, until: "c2", ctx).floats
+        XCTAssertEqual(try g.forward(x, until: "a2", ctx).floats, c2.map { max($0, 0) })
+        let c3 = try g.forward(x, until: "c3", ctx).floats
+        XCTAssertEqual(try g.forward(x, until: "out", ctx).floats, c3.map { max($0, 0) + Elementwise.sigmoid($0) })
+    }
+
+    /// The same in a sequential network: fused inference against the layers one by one.
+    func testSequentialFusion() throws {
+        let net = try Architectures.build("conv3x3-6,relu6,conv3x3-4,relu,maxpool2,fc5", input: [2, 10, 10], classes: 5, classifier: false)
+        var rng = RNG(seed: 3)
+        for l in net.layers { (l as? Initializable)?.initialize(&rng) }
+        let x = randomTensor([4, 2, 10, 10], seed: 7), ctx = Context(training: false, threads: 1)
+        var v = x
+        for l in net.layers { v = try l.forward(v, ctx) }
+        XCTAssertEqual(try net.forward(x, ctx).floats, v.floats)
+    }
+
     /// Evaluation-mode forward keeps only what later nodes read, and stops at the value asked for.
     func testPartialForwardAndShapes() throws {
         let spec = GraphSpec(inputs: ["x"], outputs: ["out", "mid"], nodes: [
