@@ -70,7 +70,12 @@ final class ConvTests: XCTestCase {
         var asym = ConvGeometry(n: 2, c: 3, h: 14, w: 15, oc: 6, kh: 3, kw: 3)
         (asym.padTop, asym.padLeft, asym.padBottom, asym.padRight) = (0, 1, 2, 0)
         check(asym)
-        check(ConvGeometry(n: 2, c: 3, h: 30, w: 29, oc: 9, kh: 3, kw: 3, stride: 2, pad: 1))   // stretches
+        check(ConvGeometry(n: 2, c: 3, h: 30, w: 29, oc: 9, kh: 3, kw: 3, stride: 2, pad: 1))   // stride 2: phases
+        check(ConvGeometry(n: 2, c: 3, h: 29, w: 31, oc: 8, kh: 7, kw: 7, stride: 2, pad: 3))   // a ResNet stem
+        var phases = ConvGeometry(n: 2, c: 3, h: 40, w: 33, oc: 5, kh: 4, kw: 3)
+        (phases.strideH, phases.strideW, phases.padLeft, phases.padBottom) = (3, 2, 1, 2)
+        check(phases)
+        check(ConvGeometry(n: 2, c: 2, h: 33, w: 34, oc: 4, kh: 3, kw: 3, stride: 2, pad: 2, dilation: 2))   // stretches
         check(ConvGeometry(n: 2, c: 300, h: 12, w: 12, oc: 7, kh: 1, kw: 1))                    // 1x1, K = 300
         check(ConvGeometry(n: 5, c: 270, h: 3, w: 3, oc: 20, kh: 3, kw: 3, pad: 1))            // small planes, images side by side
     }

@@ -24,21 +24,20 @@ import Glibc
 extension Conv {
     /// Whether `forward` without `columns` takes the implicit path (one group; depthwise and
     /// grouped convolutions keep their own).
-    static func implicitApplies(_ g: ConvGeometry) -> Bool { g.groups == 1 && implicitOn }
-    nonisolated(unsafe) static var implicitOn = getenv("TL_IMPLICIT") == nil
+    static func implicitApplies(_ g: ConvGeometry) -> Bool { g.groups == 1 && implicitEnabled }
+    /// `TL_CONV=im2col` makes inference use im2col + GEMM too (for comparison).
+    static let implicitEnabled: Bool = getenv("TL_CONV").map { String(cString: $0) != "im2col" } ?? true
 
     /// Columns per block of the virtual column matrix: a multiple of 16 with the block of
     /// outputs (OC × columns) at most 1 MiB.
     /// K-blocks of equal size, at most `GEMM.kc` (288 = 144 + 144 rather than 256 + 32: a
     /// 32-step block spends as long loading and storing its tile as multiplying).
     static func implicitKC(_ k: Int) -> Int {
-        if getenv("TL_KCOLD") != nil { return GEMM.kc }
         let blocks = (k + GEMM.kc - 1) / GEMM.kc
         return (k + blocks - 1) / blocks
     }
-    nonisolated(unsafe) static var implicitNC: Int = getenv("TL_NC").map { Int(String(cString: $0))! } ?? 2048
     static func implicitBlockColumns(_ g: ConvGeometry, columns q: Int) -> Int {
-        let cap = max(64, min(implicitNC, (1 << 18) / g.oc / GEMM.nr * GEMM.nr))
+        let cap = max(64, min(GEMM.nc, (1 << 18) / g.oc / GEMM.nr * GEMM.nr))
         return min(cap, (q + GEMM.nr - 1) / GEMM.nr * GEMM.nr)
     }
 
@@ -71,7 +70,7 @@ extension Conv {
     static func implicitImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         let m = g.oc, ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
-        if ohw >= implicitDirectPixels && g.strideH == 1 && g.strideW == 1 && !g.isPointwise {
+        if ohw >= implicitDirectPixels && !g.isPointwise && (g.strideH == 1 && g.strideW == 1 || g.dilationH == 1 && g.dilationW == 1) {
             implicitPaddedImages(g, x: x, images: images, packedA: packedA, mpad: mpad, bias: bias, y: y, activation: act)
             return
         }
@@ -115,34 +114,52 @@ extension Conv {
         }
     }
 
-    /// Stride 1, image by image: each image is first copied with its zero border (C × HP × WP,
-    /// HP = H + pads, WP = W + pads). On an output grid WP wide (the last WP − OW columns of
-    /// each row are computed and dropped), row (c, i, j) of the column matrix is one contiguous
-    /// stretch of the padded copy: padded[c][i·dh][j·dw + q] for grid column q. Packing a panel
-    /// is then sixteen-float moves with no edge cases; the grid's extra columns cost
-    /// (WP − OW) / WP of the arithmetic (2/30 at 28 × 28, 3×3 kernels).
+    /// Image by image: each image is first copied with its zero border (C × HP × WP, HP = H +
+    /// pads, WP = W + pads). On an output grid WP wide (the last WP − OW columns of each row are
+    /// computed and dropped), row (c, i, j) of the column matrix is one contiguous stretch of
+    /// the padded copy: padded[c][i·dh][j·dw + q] for grid column q. Packing a panel is then
+    /// sixteen-float moves with no edge cases; the grid's extra columns cost (WP − OW) / WP of
+    /// the arithmetic (2/30 at 28 × 28, 3×3 kernels). With a stride s (and no dilation) the
+    /// copy is split into s × s phases, rows and columns by their remainder mod s, each
+    /// ⌈HP/s⌉ × ⌈WP/s⌉: tap (i, j) reads phase (i mod s, j mod s) shifted by (i/s, j/s), again
+    /// one contiguous stretch per row of the column matrix, on a grid ⌈WP/s⌉ wide.
     static func implicitPaddedImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
                                      bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         typealias V = SIMD16<Float>
         let m = g.oc, k = g.kdim, nr = GEMM.nr, kc = implicitKC(k)
         let ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
-        let hp = g.h + g.padTop + g.padBottom, wp = g.w + g.padLeft + g.padRight, planeP = hp * wp
+        let sh = g.strideH, sw = g.strideW, phases = sh * sw
+        let hp = (g.h + g.padTop + g.padBottom + sh - 1) / sh, wp = (g.w + g.padLeft + g.padRight + sw - 1) / sw, planeP = hp * wp
+        let planeC = phases * planeP
         let grid = (g.oh - 1) * wp + g.ow
         let ncb = implicitBlockColumns(g, columns: grid)
-        let padded = Scratch.buffer(.extra, floats: g.c * planeP + nr)
+        let padded = Scratch.buffer(.extra, floats: g.c * planeC + nr)
         let bufB = Scratch.buffer(.packB, floats: min(kc, k) * ncb)
         let cblk = Scratch.buffer(.output, floats: m * ncb)
         var offsets = [Int](repeating: 0, count: k)
         for kr in 0..<k {
             let c = kr / (g.kh * g.kw), i = kr % (g.kh * g.kw) / g.kw, j = kr % g.kw
-            offsets[kr] = c * planeP + i * g.dilationH * wp + j * g.dilationW
+            let di = i * g.dilationH, dj = j * g.dilationW
+            offsets[kr] = c * planeC + (di % sh * sw + dj % sw) * planeP + di / sh * wp + dj / sw
         }
         offsets.withUnsafeBufferPointer { off in
             for img in images {
                 let xi = x + img * inSize, yi = y + img * outSize
-                padded.update(repeating: 0, count: g.c * planeP + nr)
+                padded.update(repeating: 0, count: g.c * planeC + nr)
                 for c in 0..<g.c {
-                    for r in 0..<g.h { (padded + c * planeP + (r + g.padTop) * wp + g.padLeft).update(from: xi + (c * g.h + r) * g.w, count: g.w) }
+                    for r in 0..<g.h {
+                        let pr = r + g.padTop, src = xi + (c * g.h + r) * g.w
+                        let rowBase = padded + c * planeC + pr % sh * sw * planeP + pr / sh * wp
+                        if phases == 1 { (rowBase + g.padLeft).update(from: src, count: g.w); continue }
+                        for pc in 0..<sw {
+                            // Input columns q with (q + padLeft) mod s = pc, in order.
+                            let q0 = ((pc - g.padLeft) % sw + sw) % sw
+                            if q0 >= g.w { continue }
+                            let dst = rowBase + pc * planeP + (q0 + g.padLeft) / sw
+                            var k = 0, q = q0
+                            while q < g.w { dst[k] = src[q]; k += 1; q += sw }
+                        }
+                    }
                 }
                 var jc = 0
                 while jc < grid {
