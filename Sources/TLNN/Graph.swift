@@ -225,14 +225,13 @@ public final class Graph: Layer {
                let conv = ops[i].layer as? Conv2d {
                 let out = description.nodes[j].name
                 values[out] = try annotating(file: nil, location: "node '\(n.name)' (\(n.op))") {
-                    try conv.forward(args[0].dtype == .f32 ? args[0] : try args[0].converted(to: .f32), ctx, activation: act)
+                    try conv.forward(try LayerOp.f32(args[0]), ctx, activation: act)
                 }
                 fusedInto.insert(j)
                 for d in dynamicInputs[i] {
                     left[d]! -= 1
                     if left[d] == 0 && !keep.contains(d) { values[d] = nil }
                 }
-                left[n.name] = 0
                 continue
             }
             values[n.name] = try annotating(file: nil, location: "node '\(n.name)' (\(n.op))") { try ops[i].forward(args, ctx) }

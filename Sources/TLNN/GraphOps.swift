@@ -320,9 +320,9 @@ final class LayerOp: GraphOp, SharingParameters {
     init(_ l: Layer) { wrapped = l }
     var layer: Layer? { wrapped }
     func outputShape(_ i: [[Int]]) throws -> [Int] { try wrapped.outputShape(i[0]) }
-    func forward(_ i: [Tensor], _ ctx: Context) throws -> Tensor {
-        try wrapped.forward(i[0].dtype == .f32 ? i[0] : try i[0].converted(to: .f32), ctx)
-    }
+    func forward(_ i: [Tensor], _ ctx: Context) throws -> Tensor { try wrapped.forward(try LayerOp.f32(i[0]), ctx) }
+    /// Layers compute in f32: other inputs are converted.
+    static func f32(_ t: Tensor) throws -> Tensor { t.dtype == .f32 ? t : try t.converted(to: .f32) }
     func backward(_ dy: Tensor, need: [Bool], _ ctx: Context) -> [Tensor?] { [wrapped.backward(dy, needInputGrad: need[0], ctx)] }
 }
 

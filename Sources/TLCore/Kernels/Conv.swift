@@ -143,10 +143,7 @@ public enum Conv {
                 }
                 for j in 0..<cnt {
                     let yi = py.value + (i0 + j) * outSize
-                    for o in 0..<g.oc {
-                        let src = out + o * ncol + j * outHW, dst = yi + o * outHW, bo = pb.value?[o] ?? 0
-                        if pb.value == nil { dst.update(from: src, count: outHW) } else { for p in 0..<outHW { dst[p] = src[p] + bo } }
-                    }
+                    for o in 0..<g.oc { storeOutputs(yi + o * outHW, out + o * ncol + j * outHW, outHW, bias: pb.value?[o], nil) }
                 }
             }
             return
@@ -168,12 +165,17 @@ public enum Conv {
                            beta: 0, c: yi + gi * g.ocg * outHW, ldc: outHW, threads: perImageThreads)
             }
             if let b = pb.value {
-                for o in 0..<g.oc {
-                    let row = yi + o * outHW, bo = b[o]
-                    for p in 0..<outHW { row[p] += bo }
-                }
+                for o in 0..<g.oc { storeOutputs(yi + o * outHW, yi + o * outHW, outHW, bias: b[o], nil) }
             }
         }
+    }
+
+    /// dst[0..<n] = act(src[p] + bias), the bias and the activation when given (src may be dst):
+    /// how every forward path finishes a row of outputs.
+    @inline(__always)
+    static func storeOutputs(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, bias: Float?, _ act: FusedActivation?) {
+        if let bo = bias { for p in 0..<n { dst[p] = src[p] + bo } } else if UnsafePointer(dst) != src { dst.update(from: src, count: n) }
+        act?.apply(n, dst)
     }
 
     /// Accumulates the gradients: dx += ∂L/∂x (if dx is given), dweight += ∂L/∂w, dbias += ∂L/∂b

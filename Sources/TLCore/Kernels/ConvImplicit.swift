@@ -16,11 +16,11 @@ import Glibc
 /// * The bias is added, and the activation that follows applied (`FusedActivation`), while the
 ///   finished block of outputs is copied into place.
 ///
-/// Every output element sees the same fused multiply-adds in the same order as in `GEMM.serial`
-/// (K-blocks of `GEMM.kc`, each a 6×16 or 12×16 tile's k loop), whichever panel it lands in and
-/// however many images a thread takes: an image's output is the bits it gets alone, for any batch
-/// size and thread count. (The bits differ from the im2col path's only where the bias is added:
-/// here and there it is one rounded addition after the product, so they are the same.)
+/// Every output element sees the same fused multiply-adds in the same order (K-blocks of
+/// `implicitKC`, each a 6×16 or 12×16 tile's k loop, then one rounded addition of the bias),
+/// whichever panel it lands in and however many images a thread takes: an image's output is the
+/// bits it gets alone, for any batch size and thread count. Against the im2col path (K-blocks of
+/// `GEMM.kc`) the bits are the same up to K = 256 and agree to rounding beyond.
 extension Conv {
     /// Whether `forward` without `columns` takes the implicit path (one group; depthwise and
     /// grouped convolutions keep their own).
@@ -28,14 +28,14 @@ extension Conv {
     /// `TL_CONV=im2col` makes inference use im2col + GEMM too (for comparison).
     static let implicitEnabled: Bool = getenv("TL_CONV").map { String(cString: $0) != "im2col" } ?? true
 
-    /// Columns per block of the virtual column matrix: a multiple of 16 with the block of
-    /// outputs (OC × columns) at most 1 MiB.
     /// K-blocks of equal size, at most `GEMM.kc` (288 = 144 + 144 rather than 256 + 32: a
     /// 32-step block spends as long loading and storing its tile as multiplying).
     static func implicitKC(_ k: Int) -> Int {
         let blocks = (k + GEMM.kc - 1) / GEMM.kc
         return (k + blocks - 1) / blocks
     }
+    /// Columns per block of the virtual column matrix: a multiple of 16 with the block of
+    /// outputs (OC × columns) at most 1 MiB.
     static func implicitBlockColumns(_ g: ConvGeometry, columns q: Int) -> Int {
         let cap = max(64, min(GEMM.nc, (1 << 18) / g.oc / GEMM.nr * GEMM.nr))
         return min(cap, (q + GEMM.nr - 1) / GEMM.nr * GEMM.nr)
@@ -86,10 +86,7 @@ extension Conv {
                     implicitBlock(g, x: xi, firstColumn: jc, columns: cols, blockColumns: ncb, packedA: packedA, mpad: mpad, c: yi + jc, ldc: ohw)
                     jc += cols
                 }
-                if let b = bias {
-                    for o in 0..<m { let row = yi + o * ohw, bo = b[o]; for p in 0..<ohw { row[p] += bo } }
-                }
-                act?.apply(outSize, yi)
+                for o in 0..<m { storeOutputs(yi + o * ohw, yi + o * ohw, ohw, bias: bias?[o], act) }
             }
             return
         }
@@ -106,9 +103,7 @@ extension Conv {
                 let img = q / ohw, off = q % ohw, n = min(ohw - off, jc + cols - q)
                 let dst0 = y + (images.lowerBound + img) * outSize + off, src0 = cblk + (q - jc)
                 for o in 0..<m {
-                    let dst = dst0 + o * ohw, src = src0 + o * ncb
-                    if let b = bias { let bo = b[o]; for p in 0..<n { dst[p] = src[p] + bo } } else { dst.update(from: src, count: n) }
-                    act?.apply(n, dst)
+                    storeOutputs(dst0 + o * ohw, src0 + o * ncb, n, bias: bias?[o], act)
                 }
                 q += n
             }
@@ -185,13 +180,10 @@ extension Conv {
                     // The grid's valid columns into place, adding the bias.
                     let r0 = jc / wp, r1 = min(g.oh, (jc + cols + wp - 1) / wp)
                     for o in 0..<m {
-                        let bo = bias?[o] ?? 0, src = cblk + o * ncb - jc, dst = yi + o * ohw
+                        let bo = bias?[o], src = cblk + o * ncb - jc, dst = yi + o * ohw
                         for r in r0..<r1 {
                             let q0 = max(0, jc - r * wp), q1 = min(g.ow, jc + cols - r * wp)
-                            if q0 >= q1 { continue }
-                            let s = src + r * wp, d = dst + r * g.ow
-                            if bias == nil { for q in q0..<q1 { d[q] = s[q] } } else { for q in q0..<q1 { d[q] = s[q] + bo } }
-                            act?.apply(q1 - q0, d + q0)
+                            if q0 < q1 { storeOutputs(dst + r * g.ow + q0, src + r * wp + q0, q1 - q0, bias: bo, act) }
                         }
                     }
                     jc += cols
@@ -201,25 +193,15 @@ extension Conv {
     }
 
     /// C[m × cols] (+)= packed A (all m rows, one K-block) · packed B (cols columns): MC-row
-    /// blocks of A, each against every panel of B.
+    /// blocks of A, each against every panel of B. Not inlined: inside the large packing
+    /// functions the compiler stopped inlining the micro-kernel's loads (5× slower).
     @inline(never)
     static func implicitTiles(m: Int, cols: Int, kcb: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                               c: UnsafeMutablePointer<Float>, ldc: Int, store: Bool) {
-        let mr = GEMM.mr, nr = GEMM.nr, mc = GEMM.mc
         var ic = 0
         while ic < m {
-            let mcb = min(mc, m - ic)
-            var jr = 0
-            while jr < cols {
-                let nrb = min(nr, cols - jr)
-                var ir = ic
-                while ir < ic + mcb {
-                    GEMM.microTile(kcb, a + ir * kcb, b + jr * kcb, c + ir * ldc + jr, ldc, 1, store, min(mr, m - ir), nrb)
-                    ir += mr
-                }
-                jr += nr
-            }
-            ic += mc
+            GEMM.panelTiles(m: min(GEMM.mc, m - ic), n: cols, kcb: kcb, a + ic * kcb, b, c + ic * ldc, ldc, 1, store)
+            ic += GEMM.mc
         }
     }
 

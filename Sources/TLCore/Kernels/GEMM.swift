@@ -159,18 +159,25 @@ public enum GEMM {
         while ic < rows.upperBound {
             let mcb = min(mc, rows.upperBound - ic)
             packA(transA, a, lda, row: ic, col: pc, mc: mcb, kc: kcb, into: bufA)
-            var jr = 0
-            while jr < ncb {
-                let nrb = min(nr, ncb - jr)
-                var ir = 0
-                while ir < mcb {
-                    let mrb = min(mr, mcb - ir)
-                    microTile(kcb, bufA + ir * kcb, bufB + jr * kcb, c + (ic + ir) * ldc + jc + jr, ldc, alpha, store, mrb, nrb)
-                    ir += mr
-                }
-                jr += nr
-            }
+            panelTiles(m: mcb, n: ncb, kcb: kcb, bufA, bufB, c + ic * ldc + jc, ldc, alpha, store)
             ic += mc
+        }
+    }
+
+    /// C[m × n] (+)= α · A · B for one K-block of packed panels (A: m rows, at most MC; B: n
+    /// columns): B panel by B panel, every A panel against it.
+    @inline(__always)
+    static func panelTiles(m: Int, n: Int, kcb: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool) {
+        var jr = 0
+        while jr < n {
+            let nrb = min(nr, n - jr)
+            var ir = 0
+            while ir < m {
+                microTile(kcb, a + ir * kcb, b + jr * kcb, c + ir * ldc + jr, ldc, alpha, store, min(mr, m - ir), nrb)
+                ir += mr
+            }
+            jr += nr
         }
     }
 

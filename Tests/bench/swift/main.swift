@@ -111,21 +111,26 @@ let peak1 = quick ? 1 : fmaPeak(threads: 1), peak2 = quick ? 1 : fmaPeak(threads
 if !quick { print("peak\t\(f2(peak1))\t\(f2(peak2))"); print("FMA peak: \(f1(peak1)) GFLOP/s on 1 thread, \(f1(peak2)) on 2 (independent 8-wide FMA chains)") }
 if what.contains("avx512") { print(GEMM.avx512 ? "yes" : "no") }
 if what.contains("blas-info") { print(SystemBLAS.load()?.description ?? "not found (apt-get install libopenblas0)") }
+/// The model at `path` as `tl-extract` runs it (to its output, BATCH rows at a time over THREADS),
+/// and `rows` random inputs for it.
+func extractorOnRandomImages(_ path: String, batch: Int, rows: Int, threads: Int) -> (FeatureExtractor, Tensor) {
+    let (net, _, _) = try! Network.load(path)
+    let x = Tensor.f32([rows] + net.input.shape)
+    var r = RNG(seed: 1)
+    for i in 0..<x.count { x.f32[i] = r.uniform() }
+    return (try! FeatureExtractor(net: net, layer: net.outputName, activation: false, batch: batch, threads: threads), x)
+}
 if what.contains("infer") {
     // infer MODEL BATCH: forward passes (evaluation mode) on random inputs, images/s.
     // The way tl-extract and tl-eval run a network: rows split over the threads, each thread
     // running its part BATCH at a time (here 2 threads x 8 batches; input normalization included).
-    let (net, _, _) = try! Network.load(args[1])
     let batch = Int(args[2])!
-    let x = Tensor.f32([16 * batch] + net.input.shape)
-    var r = RNG(seed: 1)
-    for i in 0..<x.count { x.f32[i] = r.uniform() }
-    let ex = try! FeatureExtractor(net: net, layer: net.outputName, activation: false, batch: batch, threads: 2)
+    let (ex, x) = extractorOnRandomImages(args[1], batch: batch, rows: 16 * batch, threads: 2)
     let t = best(minTime: 1) { _ = try! ex.features(x) }
     print("infer\t\(f1(Double(16 * batch) / t))")
 }
 if what.contains("convf") {
-    // convf C HW OC K STRIDE PAD [N]: one thread, best forward time of one layer (A/B comparisons).
+    // convf C HW OC K STRIDE PAD [N [GROUPS]]: one thread, best forward time of one layer (A/B comparisons).
     let v = args.dropFirst().map { Int($0)! }
     let g = ConvGeometry(n: v.count > 6 ? v[6] : 32, c: v[0], h: v[1], w: v[1], oc: v[2], kh: v[3], kw: v[3], stride: v[4], pad: v[5],
                          groups: v.count > 7 ? v[7] : 1)
@@ -137,12 +142,8 @@ if what.contains("convf") {
 if what.contains("infer1") {
     // infer1 MODEL BATCH [REPS]: one thread, the best of REPS forward passes of one batch (for A/B
     // comparisons on a noisy machine: the minimum is stable where throughput is not).
-    let (net, _, _) = try! Network.load(args[1])
     let batch = Int(args[2])!, reps = args.count > 3 ? Int(args[3])! : 20
-    let x = Tensor.f32([batch] + net.input.shape)
-    var r = RNG(seed: 1)
-    for i in 0..<x.count { x.f32[i] = r.uniform() }
-    let ex = try! FeatureExtractor(net: net, layer: net.outputName, activation: false, batch: batch, threads: 1)
+    let (ex, x) = extractorOnRandomImages(args[1], batch: batch, rows: batch, threads: 1)
     var t = Double.infinity
     _ = try! ex.features(x)
     for _ in 0..<reps { let t0 = monotonicSeconds(); _ = try! ex.features(x); t = min(t, monotonicSeconds() - t0) }
