@@ -17,6 +17,7 @@ public final class FeatureExtractor {
                 pooling: Pooling = .none, task: Task? = nil) throws {
         self.net = net; self.batch = max(batch, 1); self.threads = threads; self.pooling = pooling
         cut = try net.cut(layer: layer, activation: activation, task: task)
+        net.prepareForInference()
         if pooling != .none && cut.shape.count != 3 {
             throw TLError.usage("--pool needs [C, H, W] codes; layer '\(cut.layer)' gives \(shapeString(cut.shape))")
         }

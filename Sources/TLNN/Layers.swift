@@ -69,6 +69,10 @@ public final class Conv2d: Layer, Initializable {
     public var pad: Int { shape.padTop }
     public internal(set) var weight: Parameter, bias: Parameter?
     var x: Tensor?, columns: Tensor?
+    /// The weights packed for the inference kernel, made by `prepareForInference` for a network
+    /// that only runs forward (every call would otherwise pack them again, on every thread): the
+    /// `GEMM.mr` and weight storage they were made for, and the panels.
+    var packed: (mr: Int, weights: UnsafeMutableRawPointer, data: Tensor)?
     public convenience init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
         self.init(name, inChannels, outChannels, geometry: ConvGeometry(n: 1, c: inChannels, h: 1, w: 1, oc: outChannels, kh: kernel, kw: kernel,
                                                                          stride: stride, pad: pad, groups: groups), bias: bias)
@@ -120,9 +124,22 @@ public final class Conv2d: Layer, Initializable {
         // of the time) beats holding and faulting in that memory (cnn-small, batch 256: 231 MB).
         let keep = ctx.training && !weight.frozen && Conv.columnCount(g) > 0 && Conv.columnCount(g) * 4 < 64 << 20
         let cols = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
-        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: cols?.f32, activation: activation, threads: ctx.threads)
+        // A training forward comes before any change to the weights: drop the packed copy.
+        if ctx.training { packed = nil }
+        let pw = packed.flatMap { $0.mr == GEMM.mr && $0.weights == weight.value.rawPointer ? UnsafePointer($0.data.f32) : nil }
+        Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: cols?.f32, activation: activation,
+                     packedWeights: pw, threads: ctx.threads)
         if ctx.training { self.x = x; columns = cols }
         return y
+    }
+    /// Packs the weights once for the inference kernel (see `packed`); the weights must not
+    /// change until the next training forward.
+    public func prepareForInference() {
+        let n = Conv.packedWeightCount(shape)
+        if n == 0 { packed = nil; return }
+        let t = Tensor.f32([n], zero: false)
+        Conv.packWeights(shape, weight: weight.v, into: t.f32)
+        packed = (GEMM.mr, weight.value.rawPointer, t)
     }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
         guard let x = x else { preconditionFailure("\(name): backward without a training forward") }

@@ -205,6 +205,18 @@ public final class Network {
         visit(body)
     }
 
+    /// Readies a network that will only run forward (feature extraction, evaluation): each
+    /// convolution packs its weights once for the inference kernel instead of on every call
+    /// (ResNet-18 at 64×64: about 45 MB packed per batch and thread). The weights must not
+    /// change afterwards except through training, whose forward drops the packed copies.
+    public func prepareForInference() {
+        func visit(_ l: Layer) {
+            (l as? Conv2d)?.prepareForInference()
+            l.children.forEach(visit)
+        }
+        visit(body)
+    }
+
     /// Logits for a normalized batch [N, ...input.shape].
     public func forward(_ x: Tensor, _ ctx: Context) throws -> Tensor { try body.forward(x, ctx) }
 

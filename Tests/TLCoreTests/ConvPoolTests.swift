@@ -80,6 +80,60 @@ final class ConvTests: XCTestCase {
         check(ConvGeometry(n: 5, c: 270, h: 3, w: 3, oc: 20, kh: 3, kw: 3, pad: 1))            // small planes, images side by side
     }
 
+    /// Depthwise convolutions on both methods: planes at least 7 outputs wide (strides 1 and 2,
+    /// no dilation) on the NCHW grid, the rest channels last with only the taps inside the image;
+    /// whole groups of six 8-channel chunks and single chunks after them, channel counts that are
+    /// not a multiple of 8, planes whose pixel count is not a multiple of 8 (the transposes'
+    /// tails), rows of 16 and more (the stride-2 copy's sixteen-wide split), TF "SAME" pads.
+    func testDepthwiseMethods() {
+        let grid = [ConvGeometry(n: 2, c: 3, h: 20, w: 37, oc: 3, kh: 3, kw: 3, pad: 1, groups: 3),
+                    ConvGeometry(n: 2, c: 5, h: 19, w: 40, oc: 5, kh: 3, kw: 3, stride: 2, pad: 1, groups: 5),
+                    ConvGeometry(n: 1, c: 9, h: 16, w: 17, oc: 9, kh: 5, kw: 5, stride: 2, pad: 2, groups: 9),
+                    ConvGeometry(n: 2, c: 4, h: 7, w: 7, oc: 4, kh: 5, kw: 5, pad: 2, groups: 4)]
+        var same = ConvGeometry(n: 2, c: 6, h: 33, w: 34, oc: 6, kh: 3, kw: 3, stride: 2, groups: 6)
+        (same.padTop, same.padLeft, same.padBottom, same.padRight) = (0, 0, 1, 1)
+        var wide = ConvGeometry(n: 1, c: 3, h: 12, w: 31, oc: 3, kh: 3, kw: 5, groups: 3)
+        (wide.strideH, wide.strideW, wide.padLeft, wide.padRight) = (2, 1, 2, 1)
+        let channelsLast = [ConvGeometry(n: 2, c: 61, h: 4, w: 4, oc: 61, kh: 5, kw: 5, pad: 2, groups: 61),
+                            ConvGeometry(n: 2, c: 96, h: 2, w: 2, oc: 96, kh: 5, kw: 5, pad: 2, groups: 96),
+                            ConvGeometry(n: 1, c: 50, h: 3, w: 5, oc: 50, kh: 3, kw: 3, pad: 1, groups: 50),
+                            ConvGeometry(n: 2, c: 48, h: 8, w: 8, oc: 48, kh: 3, kw: 3, stride: 2, pad: 1, groups: 48),
+                            ConvGeometry(n: 1, c: 16, h: 11, w: 12, oc: 16, kh: 3, kw: 3, pad: 2, dilation: 2, groups: 16),
+                            ConvGeometry(n: 1, c: 8, h: 14, w: 14, oc: 8, kh: 3, kw: 3, stride: 3, pad: 1, groups: 8)]
+        for g in grid + [same, wide] { XCTAssertTrue(Conv.depthwiseGridApplies(g), "\(g)"); check(g) }
+        for g in channelsLast { XCTAssertFalse(Conv.depthwiseGridApplies(g), "\(g)"); check(g) }
+        // A fused activation is the activation applied afterwards, bit for bit.
+        for g in grid + channelsLast {
+            let x = randomFloats(g.n * g.c * g.h * g.w, seed: 11).map { $0 * 4 }, w = randomFloats(g.oc * g.kdim, seed: 12)
+            let b = randomFloats(g.oc, seed: 13)
+            for act in [FusedActivation.relu, .clip(0, 1)] {
+                var fused = [Float](repeating: .nan, count: g.n * g.oc * g.oh * g.ow), after = fused
+                Conv.forward(g, x: x, weight: w, bias: b, y: &fused, activation: act, threads: 1)
+                Conv.forward(g, x: x, weight: w, bias: b, y: &after, threads: 1)
+                act.apply(after.count, &after)
+                XCTAssertEqual(fused, after, "\(g) \(act)")
+            }
+        }
+    }
+
+    /// Weights packed once (`packWeights`) give the bits of packing them on every call.
+    func testPackedWeights() {
+        for g in [ConvGeometry(n: 3, c: 5, h: 12, w: 11, oc: 13, kh: 3, kw: 3, pad: 1),     // padded copy
+                  ConvGeometry(n: 4, c: 40, h: 4, w: 4, oc: 7, kh: 3, kw: 3, pad: 1),      // K = 360, images side by side
+                  ConvGeometry(n: 2, c: 9, h: 9, w: 9, oc: 20, kh: 1, kw: 1)] {           // pointwise
+            let x = randomFloats(g.n * g.c * g.h * g.w, seed: 21), w = randomFloats(g.oc * g.kdim, seed: 22), b = randomFloats(g.oc, seed: 23)
+            var packed = [Float](repeating: .nan, count: Conv.packedWeightCount(g))
+            XCTAssertGreaterThanOrEqual(packed.count, g.oc * g.kdim)
+            Conv.packWeights(g, weight: w, into: &packed)
+            var fresh = [Float](repeating: .nan, count: g.n * g.oc * g.oh * g.ow), reused = fresh
+            Conv.forward(g, x: x, weight: w, bias: b, y: &fresh, threads: 2)
+            packed.withUnsafeBufferPointer { Conv.forward(g, x: x, weight: w, bias: b, y: &reused, packedWeights: $0.baseAddress!, threads: 2) }
+            XCTAssertEqual(fresh, reused, "\(g)")
+            XCTAssertLessThan(maxRelError(fresh, Conv.referenceForward(g, x: x, weight: w, bias: b)), 1e-5)
+        }
+        XCTAssertEqual(Conv.packedWeightCount(ConvGeometry(n: 1, c: 4, h: 5, w: 5, oc: 4, kh: 3, kw: 3, groups: 4)), 0)   // depthwise: none
+    }
+
     /// Many images over 1, 2 and 3 threads: the same bits (per-image work; fixed partials for dW).
     /// Small outputs put several images in one GEMM; depthwise runs on channels-last copies:
     /// each image's output is the bits it gets alone.

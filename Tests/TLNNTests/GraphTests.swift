@@ -115,6 +115,32 @@ final class GraphTests: XCTestCase {
         XCTAssertEqual(try net.forward(x, ctx).floats, v.floats)
     }
 
+    /// Weights packed once for inference give the same outputs; a training forward drops the
+    /// packed copy, so changed weights are never run from a stale one.
+    func testPreparedForInference() throws {
+        let conv = Conv2d("c", 3, 8, kernel: 3, pad: 1)
+        var rng = RNG(seed: 5)
+        conv.initialize(&rng)
+        let x = randomTensor([2, 3, 9, 9], seed: 8), eval = Context(training: false, threads: 1)
+        let before = try conv.forward(x, eval).floats
+        conv.prepareForInference()
+        XCTAssertNotNil(conv.packed)
+        XCTAssertEqual(try conv.forward(x, eval).floats, before)
+        _ = try conv.forward(x, Context(training: true, threads: 1))
+        XCTAssertNil(conv.packed)
+        for i in 0..<conv.weight.count { conv.weight.v[i] *= -2 }
+        let changed = try conv.forward(x, eval).floats
+        XCTAssertNotEqual(changed, before)
+        let fresh = Conv2d("c", 3, 8, kernel: 3, pad: 1)
+        fresh.weight.value = conv.weight.value; fresh.bias!.value = conv.bias!.value
+        XCTAssertEqual(try fresh.forward(x, eval).floats, changed)
+        // New weight storage (a network sharing another's parameters) is not run from the old pack.
+        conv.prepareForInference()
+        conv.weight.value = Tensor(Array(repeating: Float(0.5), count: conv.weight.count), shape: conv.weight.value.shape)
+        fresh.weight.value = conv.weight.value
+        XCTAssertEqual(try conv.forward(x, eval).floats, try fresh.forward(x, eval).floats)
+    }
+
     /// Evaluation-mode forward keeps only what later nodes read, and stops at the value asked for.
     func testPartialForwardAndShapes() throws {
         let spec = GraphSpec(inputs: ["x"], outputs: ["out", "mid"], nodes: [

@@ -94,18 +94,19 @@ public enum Conv {
 
     /// y = act(conv(x, weight) + bias). `bias` and `activation` may be nil. With `columns` (of
     /// `columnCount(g)` floats), the im2col matrices are kept there for `backward` to reuse
-    /// (training).
+    /// (training). `packedWeights`: `weight` already packed by `packWeights` (used on the
+    /// inference path, where `packedWeightCount(g)` > 0).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>? = nil, activation: FusedActivation? = nil,
-                               threads: Int = Threads.count) {
+                               packedWeights: UnsafePointer<Float>? = nil, threads: Int = Threads.count) {
         precondition(g.problem == nil, "conv: \(g.problem!)")
         let inSize = g.c * g.h * g.w, outHW = g.oh * g.ow, outSize = g.oc * outHW
         if g.isDepthwise {
-            depthwiseChannelsLast(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
+            depthwiseForward(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
             return
         }
         if columns == nil && implicitApplies(g) {
-            forwardImplicit(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
+            forwardImplicit(g, x: x, weight: weight, bias: bias, y: y, packedWeights: packedWeights, activation: activation, threads: threads)
             return
         }
         if let act = activation {

@@ -41,19 +41,36 @@ extension Conv {
         return min(cap, (q + GEMM.nr - 1) / GEMM.nr * GEMM.nr)
     }
 
-    static func forwardImplicit(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                y: UnsafeMutablePointer<Float>, activation: FusedActivation?, threads: Int) {
-        let m = g.oc, k = g.kdim, mr = GEMM.mr, kc = implicitKC(k)
-        let mpad = (m + mr - 1) / mr * mr
-        // The weights as the GEMM's A panels, K-block after K-block (block pc at pc·mpad).
-        let packed = Scratch.buffer(.packA, floats: mpad * k)
+    /// Floats of the weights packed for the inference kernel (0 where it does not apply).
+    public static func packedWeightCount(_ g: ConvGeometry) -> Int {
+        implicitApplies(g) ? (g.oc + GEMM.mr - 1) / GEMM.mr * GEMM.mr * g.kdim : 0
+    }
+
+    /// The weights as the inference kernel's A panels, K-block after K-block (block pc at
+    /// pc·mpad, mpad = OC rounded up to the micro-tile): what `forward` would pack on every call.
+    /// A network that only runs forward packs them once (`packedWeights:`). The layout depends
+    /// on `GEMM.mr`: pack again if that changes.
+    public static func packWeights(_ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>) {
+        precondition(implicitApplies(g), "conv: packed weights are for one-group convolutions")
+        let m = g.oc, k = g.kdim, mr = GEMM.mr, kc = implicitKC(k), mpad = (m + mr - 1) / mr * mr
         var pc = 0
         while pc < k {
             GEMM.packA(false, weight, k, row: 0, col: pc, mc: m, kc: min(kc, k - pc), into: packed + pc * mpad)
             pc += kc
         }
+    }
+
+    static func forwardImplicit(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                y: UnsafeMutablePointer<Float>, packedWeights: UnsafePointer<Float>?, activation: FusedActivation?, threads: Int) {
+        let mr = GEMM.mr, mpad = (g.oc + mr - 1) / mr * mr
+        let packed: UnsafePointer<Float>
+        if let p = packedWeights { packed = p } else {
+            let buf = Scratch.buffer(.packA, floats: mpad * g.kdim)
+            packWeights(g, weight: weight, into: buf)
+            packed = UnsafePointer(buf)
+        }
         let parts = max(1, min(threads, g.n))
-        let px = UnsafeSendable(x), pa = UnsafeSendable(UnsafePointer(packed)), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
+        let px = UnsafeSendable(x), pa = UnsafeSendable(packed), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
         Threads.parallelFor(parts, threads: parts) { t in
             let i0 = t * g.n / parts, i1 = (t + 1) * g.n / parts
             if i0 < i1 { implicitImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value, activation: activation) }
