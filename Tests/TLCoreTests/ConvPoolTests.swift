@@ -80,6 +80,24 @@ final class ConvTests: XCTestCase {
         check(ConvGeometry(n: 5, c: 270, h: 3, w: 3, oc: 20, kh: 3, kw: 3, pad: 1))            // small planes, images side by side
     }
 
+    /// Small planes, several images side by side, rows of the column matrix moved from padded
+    /// copies: stride 2 (phases), rows longer than one 8-float move, blocks that start and end
+    /// inside an image's rows, TF "SAME" pads, a rectangular kernel; strided and dilated ones
+    /// keep the stretches path.
+    func testSmallPlanesFromPaddedCopies() {
+        check(ConvGeometry(n: 6, c: 20, h: 8, w: 8, oc: 9, kh: 3, kw: 3, stride: 2, pad: 1))    // 4x4 outputs
+        check(ConvGeometry(n: 5, c: 7, h: 5, w: 12, oc: 30, kh: 3, kw: 3, pad: 1))              // 5x12: 12-float rows
+        check(ConvGeometry(n: 3, c: 600, h: 2, w: 2, oc: 17, kh: 3, kw: 3, pad: 1))             // K = 5400: many K-blocks
+        check(ConvGeometry(n: 40, c: 4, h: 7, w: 7, oc: 300, kh: 3, kw: 3, pad: 1))             // blocks of columns mid-image
+        var same = ConvGeometry(n: 3, c: 5, h: 9, w: 9, oc: 6, kh: 3, kw: 3, stride: 2)
+        (same.padBottom, same.padRight) = (1, 1)
+        check(same)
+        var rect = ConvGeometry(n: 4, c: 3, h: 6, w: 9, oc: 5, kh: 2, kw: 4)
+        (rect.padTop, rect.padLeft, rect.padRight) = (1, 2, 1)
+        check(rect)
+        check(ConvGeometry(n: 3, c: 3, h: 9, w: 9, oc: 4, kh: 3, kw: 3, stride: 2, pad: 2, dilation: 2))   // stretches
+    }
+
     /// Depthwise convolutions on both methods: planes at least 7 outputs wide (strides 1 and 2,
     /// no dilation) on the NCHW grid, the rest channels last with only the taps inside the image;
     /// whole groups of six 8-channel chunks and single chunks after them, channel counts that are

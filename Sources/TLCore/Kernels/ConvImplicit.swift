@@ -77,11 +77,16 @@ extension Conv {
         }
     }
 
-    /// Output planes of at least this many pixels are computed image by image; smaller ones
-    /// several images at a time through a block buffer. At 64 rather than 128, LeNet-5's 8×8
-    /// second convolution takes the padded copy (its grid 44% wider than the output, but packing
-    /// by stretches of 8 had taken a third of the network's time): one thread 44k → 54k img/s.
-    static let implicitDirectPixels = 64
+    /// Whether outputs are computed several images side by side (through a block buffer) rather
+    /// than image by image on a grid as wide as the padded input: planes under 400 outputs (the
+    /// grid would waste a fifth of an 8×8 plane's arithmetic and tiles end with every image),
+    /// and any plane whose padded copy is at most 4096 floats (one channel of 28×28: with K = 9
+    /// the block's columns amortize storing each tile). One thread, batch 32, GFLOP/s: 128→128
+    /// 8×8 70 → 81, 256→512 16×16 stride 2 68 → 79, 1→32 28×28 27 → 36, 6→16 12×12 5×5 40 → 46;
+    /// 32→64 28×28 stays image by image (the 32 padded copies would be 3.7 MB: 75 → 57-72).
+    static func implicitSideBySide(_ g: ConvGeometry) -> Bool {
+        g.oh * g.ow < 400 || !g.isPointwise && g.c * paddedLayout(g).planeC <= 4096
+    }
     /// Rows of the virtual column matrix assembled before they are moved into the panels.
     static let implicitRowGroup = 8
 
@@ -89,11 +94,12 @@ extension Conv {
     static func implicitImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         let m = g.oc, ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
-        if ohw >= implicitDirectPixels && !g.isPointwise && (g.strideH == 1 && g.strideW == 1 || g.dilationH == 1 && g.dilationW == 1) {
+        let sideBySide = implicitSideBySide(g), paddable = !g.isPointwise && (g.strideH == 1 && g.strideW == 1 || g.dilationH == 1 && g.dilationW == 1)
+        if !sideBySide && paddable {
             implicitPaddedImages(g, x: x, images: images, packedA: packedA, mpad: mpad, bias: bias, y: y, activation: act)
             return
         }
-        if ohw >= implicitDirectPixels {
+        if !sideBySide {
             let ncb = implicitBlockColumns(g, columns: ohw)
             for img in images {
                 let xi = x + img * inSize, yi = y + img * outSize
@@ -105,6 +111,10 @@ extension Conv {
                 }
                 for o in 0..<m { storeOutputs(yi + o * ohw, yi + o * ohw, ohw, bias: bias?[o], act) }
             }
+            return
+        }
+        if paddable {
+            implicitPaddedBatch(g, x: x, images: images, packedA: packedA, mpad: mpad, bias: bias, y: y, activation: act)
             return
         }
         let total = images.count * ohw, ncb = implicitBlockColumns(g, columns: total)
@@ -142,39 +152,17 @@ extension Conv {
         typealias V = SIMD16<Float>
         let m = g.oc, k = g.kdim, nr = GEMM.nr, kc = implicitKC(k)
         let ohw = g.oh * g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
-        let sh = g.strideH, sw = g.strideW, phases = sh * sw
-        let hp = (g.h + g.padTop + g.padBottom + sh - 1) / sh, wp = (g.w + g.padLeft + g.padRight + sw - 1) / sw, planeP = hp * wp
-        let planeC = phases * planeP
+        let (wp, planeC) = paddedLayout(g)
         let grid = (g.oh - 1) * wp + g.ow
         let ncb = implicitBlockColumns(g, columns: grid)
         let padded = Scratch.buffer(.extra, floats: g.c * planeC + nr)
         let bufB = Scratch.buffer(.packB, floats: min(kc, k) * ncb)
         let cblk = Scratch.buffer(.output, floats: m * ncb)
-        var offsets = [Int](repeating: 0, count: k)
-        for kr in 0..<k {
-            let c = kr / (g.kh * g.kw), i = kr % (g.kh * g.kw) / g.kw, j = kr % g.kw
-            let di = i * g.dilationH, dj = j * g.dilationW
-            offsets[kr] = c * planeC + (di % sh * sw + dj % sw) * planeP + di / sh * wp + dj / sw
-        }
-        offsets.withUnsafeBufferPointer { off in
+        paddedOffsets(g).withUnsafeBufferPointer { off in
             for img in images {
                 let xi = x + img * inSize, yi = y + img * outSize
                 padded.update(repeating: 0, count: g.c * planeC + nr)
-                for c in 0..<g.c {
-                    for r in 0..<g.h {
-                        let pr = r + g.padTop, src = xi + (c * g.h + r) * g.w
-                        let rowBase = padded + c * planeC + pr % sh * sw * planeP + pr / sh * wp
-                        if phases == 1 { (rowBase + g.padLeft).update(from: src, count: g.w); continue }
-                        for pc in 0..<sw {
-                            // Input columns q with (q + padLeft) mod s = pc, in order.
-                            let q0 = ((pc - g.padLeft) % sw + sw) % sw
-                            if q0 >= g.w { continue }
-                            let dst = rowBase + pc * planeP + (q0 + g.padLeft) / sw
-                            var k = 0, q = q0
-                            while q < g.w { dst[k] = src[q]; k += 1; q += sw }
-                        }
-                    }
-                }
+                padImage(g, xi, into: padded)
                 var jc = 0
                 while jc < grid {
                     let cols = min(ncb, grid - jc), panels = (cols + nr - 1) / nr
@@ -205,6 +193,124 @@ extension Conv {
                     }
                     jc += cols
                 }
+            }
+        }
+    }
+
+    /// The zero-bordered copy of an image that the padded paths read: per channel, stride ×
+    /// stride phases of ⌈HP/s⌉ × ⌈WP/s⌉ (one phase without a stride). Returns the phase width and
+    /// the floats per channel.
+    static func paddedLayout(_ g: ConvGeometry) -> (wp: Int, planeC: Int) {
+        let sh = g.strideH, sw = g.strideW
+        let hp = (g.h + g.padTop + g.padBottom + sh - 1) / sh, wp = (g.w + g.padLeft + g.padRight + sw - 1) / sw
+        return (wp, sh * sw * hp * wp)
+    }
+
+    /// Where row kr = (c, i, j) of the column matrix starts in the padded copy: for output
+    /// (r, q) it reads offset + r·WP + q (with a stride, in phase (i·dh mod s, j·dw mod s)).
+    static func paddedOffsets(_ g: ConvGeometry) -> [Int] {
+        let sh = g.strideH, sw = g.strideW, (wp, planeC) = paddedLayout(g), planeP = planeC / (sh * sw)
+        return (0..<g.kdim).map { kr in
+            let c = kr / (g.kh * g.kw), i = kr % (g.kh * g.kw) / g.kw, j = kr % g.kw
+            let di = i * g.dilationH, dj = j * g.dilationW
+            return c * planeC + (di % sh * sw + dj % sw) * planeP + di / sh * wp + dj / sw
+        }
+    }
+
+    /// Copies image `x` into the interior of its padded copy at `dst` (the border is left as it is).
+    static func padImage(_ g: ConvGeometry, _ x: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        let sh = g.strideH, sw = g.strideW, (wp, planeC) = paddedLayout(g), planeP = planeC / (sh * sw)
+        for c in 0..<g.c {
+            for r in 0..<g.h {
+                let pr = r + g.padTop, src = x + (c * g.h + r) * g.w
+                let rowBase = dst + c * planeC + pr % sh * sw * planeP + pr / sh * wp
+                if sh * sw == 1 { (rowBase + g.padLeft).update(from: src, count: g.w); continue }
+                for pc in 0..<sw {
+                    // Input columns q with (q + padLeft) mod s = pc, in order.
+                    let q0 = ((pc - g.padLeft) % sw + sw) % sw
+                    if q0 >= g.w { continue }
+                    let d = rowBase + pc * planeP + (q0 + g.padLeft) / sw
+                    var k = 0, q = q0
+                    while q < g.w { d[k] = src[q]; k += 1; q += sw }
+                }
+            }
+        }
+    }
+
+    /// Several images side by side (`implicitSideBySide`):
+    /// all of the thread's images are copied with their zero border first (as in
+    /// `implicitPaddedImages`); then each row of the column matrix is, per image and output
+    /// row, a stretch of OW contiguous floats of a copy, moved eight at a time. Assembling those
+    /// stretches from the unpadded images, edge case by edge case, had cost ResNet-18 at 64×64
+    /// an eighth of its time on its 4×4 and 2×2 layers.
+    static func implicitPaddedBatch(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
+                                    bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
+        typealias V = SIMD8<Float>
+        let m = g.oc, k = g.kdim, nr = GEMM.nr, kc = implicitKC(k), group = implicitRowGroup
+        let ohw = g.oh * g.ow, ow = g.ow, inSize = g.c * g.h * g.w, outSize = m * ohw
+        let (wp, planeC) = paddedLayout(g), imgP = g.c * planeC
+        let total = images.count * ohw, ncb = implicitBlockColumns(g, columns: total)
+        // Reads run up to 7 floats past a stretch (or past the last copy): slack at the end.
+        let padded = Scratch.buffer(.extra, floats: images.count * imgP + 16)
+        padded.update(repeating: 0, count: images.count * imgP + 16)
+        for (t, img) in images.enumerated() { padImage(g, x + img * inSize, into: padded + t * imgP) }
+        let panelsMax = (ncb + nr - 1) / nr, rs = panelsMax * nr + 8
+        let bufB = Scratch.buffer(.packB, floats: min(kc, k) * panelsMax * nr)
+        let rows = Scratch.buffer(.columns, floats: group * rs)
+        let cblk = Scratch.buffer(.output, floats: m * ncb)
+        var stretches: [(dst: Int, src: Int, n: Int)] = []
+        paddedOffsets(g).withUnsafeBufferPointer { off in
+            var jc = 0
+            while jc < total {
+                let cols = min(ncb, total - jc), panels = (cols + nr - 1) / nr
+                // The block's columns as stretches of output rows: where each goes in a row of
+                // the column matrix, where it starts in the padded copies, how long it is.
+                stretches.removeAll(keepingCapacity: true)
+                var q = jc
+                while q < jc + cols {
+                    let img = q / ohw, r = q % ohw / ow, qq = q % ow, n = min(ow - qq, jc + cols - q)
+                    stretches.append((q - jc, img * imgP + r * wp + qq, n))
+                    q += n
+                }
+                var pc = 0
+                while pc < k {
+                    let kcb = min(kc, k - pc)
+                    var k0 = 0
+                    while k0 < kcb {
+                        let nrows = min(group, kcb - k0)
+                        for kr in 0..<nrows {
+                            let src = padded + off[pc + k0 + kr], row = rows + kr * rs
+                            for st in stretches {
+                                var p = 0
+                                repeat {
+                                    UnsafeMutableRawPointer(row + st.dst + p).storeBytes(of: UnsafeRawPointer(src + st.src + p).loadUnaligned(as: V.self), as: V.self)
+                                    p += 8
+                                } while p < st.n
+                            }
+                            for c in cols..<(panels * nr) { row[c] = 0 }
+                        }
+                        // Rows k0..<k0+nrows into the panels: 64 contiguous bytes per row and panel.
+                        var d = UnsafeMutableRawPointer(bufB + k0 * nr)
+                        for pnl in 0..<panels {
+                            for r in 0..<nrows {
+                                d.storeBytes(of: UnsafeRawPointer(rows + r * rs + pnl * nr).loadUnaligned(as: SIMD16<Float>.self), toByteOffset: r * nr * 4, as: SIMD16<Float>.self)
+                            }
+                            d += kcb * nr * 4
+                        }
+                        k0 += nrows
+                    }
+                    implicitTiles(m: m, cols: cols, kcb: kcb, a: packedA + pc * mpad, b: bufB, c: cblk, ldc: ncb, store: pc == 0)
+                    pc += kc
+                }
+                // Into place, image by image, adding the bias.
+                q = jc
+                while q < jc + cols {
+                    let img = q / ohw, offs = q % ohw, n = min(ohw - offs, jc + cols - q)
+                    let dst0 = y + (images.lowerBound + img) * outSize + offs, src0 = cblk + (q - jc)
+                    for o in 0..<m { storeOutputs(dst0 + o * ohw, src0 + o * ncb, n, bias: bias?[o], act) }
+                    q += n
+                }
+                jc += cols
             }
         }
     }
