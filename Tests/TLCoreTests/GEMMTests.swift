@@ -108,4 +108,26 @@ final class GEMMTests: XCTestCase {
         }
         testOddShapesAllTransposes(); testBlockBoundaries(); testAlphaBeta(); testThreadCountDoesNotChangeBits()
     }
+
+    /// B packed once gives the bits of `sgemm` packing it on every call, on any thread count.
+    func testPackedB() {
+        for (m, n, k) in [(1, 16, 1), (7, 17, 300), (100, 128, 600), (600, 300, 70), (33, 2048, 20)] {
+            let a = randomFloats(m * k, seed: 31), w = randomFloats(n * k, seed: 32)
+            XCTAssertEqual(GEMM.packedBCount(n: n, k: k), k * ((n + 15) / 16 * 16))
+            var packed = [Float](repeating: .nan, count: GEMM.packedBCount(n: n, k: k))
+            GEMM.packB(transB: true, n: n, k: k, b: w, ldb: k, into: &packed)
+            var want = [Float](repeating: .nan, count: m * n)
+            GEMM.sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: w, ldb: k, beta: 0, c: &want, ldc: n, threads: 1)
+            for t in [1, 2, 3] {
+                var got = [Float](repeating: .nan, count: m * n)
+                GEMM.sgemmPackedB(m: m, n: n, k: k, a: a, lda: k, packedB: packed, c: &got, ldc: n, threads: t)
+                XCTAssertEqual(got, want, "\(m)x\(n)x\(k) on \(t) threads")
+            }
+            var ref = [Float](repeating: 0, count: m * n)
+            GEMM.reference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: w, ldb: k, beta: 0, c: &ref, ldc: n)
+            XCTAssertLessThan(maxRelError(want, ref), 1e-5)
+        }
+        XCTAssertEqual(GEMM.packedBCount(n: 10, k: 100), 0)      // a 10-class head: the transposed path instead
+        XCTAssertEqual(GEMM.packedBCount(n: 4096, k: 100), 0)
+    }
 }

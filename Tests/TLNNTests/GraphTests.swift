@@ -139,6 +139,20 @@ final class GraphTests: XCTestCase {
         conv.weight.value = Tensor(Array(repeating: Float(0.5), count: conv.weight.count), shape: conv.weight.value.shape)
         fresh.weight.value = conv.weight.value
         XCTAssertEqual(try conv.forward(x, eval).floats, try fresh.forward(x, eval).floats)
+        // The same for a fully connected layer.
+        let fc = Linear("fc", 243, 40)
+        fc.initialize(&rng)
+        let fcBefore = try fc.forward(x, eval).floats
+        fc.prepareForInference()
+        XCTAssertNotNil(fc.packed)
+        XCTAssertEqual(try fc.forward(x, eval).floats, fcBefore)
+        _ = try fc.forward(x, Context(training: true, threads: 1))
+        XCTAssertNil(fc.packed)
+        for i in 0..<fc.weight.count { fc.weight.v[i] += 0.25 }
+        let fcFresh = Linear("fc", 243, 40)
+        fcFresh.weight.value = fc.weight.value; fcFresh.bias!.value = fc.bias!.value
+        XCTAssertEqual(try fc.forward(x, eval).floats, try fcFresh.forward(x, eval).floats)
+        XCTAssertNotEqual(try fc.forward(x, eval).floats, fcBefore)
     }
 
     /// Evaluation-mode forward keeps only what later nodes read, and stops at the value asked for.

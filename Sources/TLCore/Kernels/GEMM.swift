@@ -81,6 +81,45 @@ public enum GEMM {
         split(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite, threads)
     }
 
+    /// Floats of op(B) packed once for `sgemmPackedB` (0 when that path does not apply: fewer
+    /// than 16 or more than NC columns).
+    public static func packedBCount(n: Int, k: Int) -> Int { n >= nr && n <= nc ? k * ((n + nr - 1) / nr * nr) : 0 }
+
+    /// op(B) [k × n] as the K-blocks `serial` packs on every call (block pc at pc·npad, npad =
+    /// n rounded up to 16): for a matrix used many times unchanged (a frozen layer's weights).
+    public static func packB(transB: Bool, n: Int, k: Int, b: UnsafePointer<Float>, ldb: Int, into dst: UnsafeMutablePointer<Float>) {
+        precondition(packedBCount(n: n, k: k) > 0, "sgemm: packed B needs 16 to \(nc) columns")
+        let npad = (n + nr - 1) / nr * nr
+        var pc = 0
+        while pc < k {
+            packB(transB, b, ldb, row: pc, col: 0, kc: min(kc, k - pc), nc: n, into: dst + pc * npad)
+            pc += kc
+        }
+    }
+
+    /// C = A · op(B) (α = 1, β = 0) with op(B) packed by `packB(transB:n:k:b:ldb:into:)`: the same
+    /// bits as `sgemm`, without packing B. Threads take whole micro-tile rows.
+    public static func sgemmPackedB(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedB: UnsafePointer<Float>,
+                                    c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = Threads.count) {
+        precondition(m >= 0 && packedBCount(n: n, k: k) > 0 && lda >= max(1, k) && ldc >= n, "sgemm: bad packed-B product")
+        if m == 0 { return }
+        if k == 0 { scale(c, m: m, n: n, ldc: ldc, beta: 0); return }
+        let npad = (n + nr - 1) / nr * nr
+        let t = threads > 1 && m * n * k >= parallelThreshold ? min(threads, (m + mr - 1) / mr) : 1
+        let per = ((m + t - 1) / t + mr - 1) / mr * mr
+        let pa = UnsafeSendable(a), pb = UnsafeSendable(packedB), pcc = UnsafeSendable(c)
+        Threads.parallelFor(t, threads: t) { i in
+            let i0 = i * per, i1 = min(m, i0 + per)
+            if i0 >= i1 { return }
+            var pc = 0
+            while pc < k {
+                rowsTimesPackedB(false, pa.value, lda, rows: i0..<i1, pc: pc, kcb: min(kc, k - pc), jc: 0, ncb: n, pb.value + pc * npad,
+                                 pcc.value, ldc, 1, pc == 0)
+                pc += kc
+            }
+        }
+    }
+
     /// Splits the product across threads (see "Threads" above) and runs `serial` on each part.
     static func split(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
