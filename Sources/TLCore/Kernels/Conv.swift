@@ -13,8 +13,8 @@
 ///   single-threaded GEMM on its own column buffer): on the small per-image matrices of a CNN
 ///   that beats threading inside the GEMM. With fewer images than threads, the GEMM is threaded.
 /// * 1×1, stride 1, no padding: the image already is the column matrix; no copy.
-/// * depthwise (G = C = OC): a direct loop over channels-last copies (ConvDepthwise.swift); a GEMM
-///   with one output row would waste the tile.
+/// * depthwise (G = C = OC): direct loops, NCHW on wide planes and channels last on small ones
+///   (ConvDepthwise.swift); a GEMM with one output row would waste the tile.
 ///
 /// Backward accumulates (`+=`) into dx, dweight and dbias, so the caller zeroes them once and
 /// residual branches add up for free. The weight gradient sums per-image products in a fixed

@@ -1,17 +1,24 @@
-/// Depthwise convolution forward (channel multiplier 1), channels last.
+/// Depthwise convolution forward (channel multiplier 1): two methods, by plane size.
 ///
-/// Keeping eight neighbouring outputs of one row in a register (the previous method, plane by
-/// plane) leaves most lanes past the row's end on the 8×8, 4×4 and 2×2 planes of a network's
-/// late layers. Here each image is transposed to channels last with a zero border
-/// ([HP][WP][C], C rounded up to 8), so the eight lanes are eight channels of one output pixel
-/// and every lane counts; four pixels of a row share each weight load. The output is
-/// transposed back to [C][OH][OW]. One thread, GFLOP/s, plane by plane → channels last:
-/// 672 ch 4×4 5×5 3.7 → 16; 240 ch 8×8 5×5 8.0 → 20.6; 144 ch 32×32 3×3 6.7 → 10.4;
-/// 32 ch 112×112 3×3 6.6 → 11.5; 96 ch 112×112 3×3 stride 2 4.6 → 5.5.
+/// * Planes at least 7 outputs wide (strides 1 and 2, no dilation): `depthwiseGrid`, channel
+///   by channel in the NCHW layout. Eight neighbouring outputs share a register; a zero-bordered
+///   copy of the channel (split into stride phases) makes every tap one offset into it, and
+///   runs of 64 outputs keep eight accumulators busy. No transposes: on the 112×112 to 14×14
+///   planes of EfficientNet those had cost more than the arithmetic.
+/// * Smaller planes (the 4×4 and 2×2 of a network's last stages, where a row fills few lanes),
+///   strides above 2 and dilation: `depthwiseChannelsLast`. The image is transposed to
+///   [H][W][C] (C rounded up to 8, 8×8 blocks in registers) so the eight lanes are eight
+///   channels of one pixel; each pixel adds only the taps that fall inside the image (on a 2×2
+///   plane with a 5×5 kernel 4 of 25), six 8-channel chunks per pass.
 ///
-/// Every output starts from its bias and adds the taps in row-major order with fused
-/// multiply-adds (padding taps add exact zeros); images are independent, so an image's output
-/// is the bits it gets alone.
+/// One thread, batch 32, GFLOP/s (all taps counted) before → after this split (channels last
+/// with a zero border and scalar transposes before): 32 ch 32×32 3×3 11 → 29; 144 ch 16×16 3×3
+/// 8.5 → 19; 96 ch 32×32 stride 2 5.5 → 11; 672 ch 4×4 5×5 18 → 30; 1152 ch 2×2 5×5 7.5 → 40.
+///
+/// Every output starts from its bias and adds its taps in row-major order with fused
+/// multiply-adds (the grid's padding taps add zeros, which can only turn a −0 into +0; the
+/// channels-last method skips them); images are independent, so an image's output is the bits
+/// it gets alone.
 extension Conv {
     /// Depthwise forward, by the method that suits the plane (see `depthwiseGridApplies`).
     static func depthwiseForward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -43,8 +50,7 @@ extension Conv {
     /// grid point then reads the same offset in the buffer, so eight consecutive grid points are
     /// one unaligned 8-float load, and a run of 64 points keeps eight independent accumulators
     /// (one weight broadcast per tap). The border is zeroed once per call: every channel writes
-    /// the same interior positions. Each output adds its taps to the bias in row-major order
-    /// with fused multiply-adds, padding taps adding zeros: the bits of the channels-last path.
+    /// the same interior positions.
     static func depthwiseGrid(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         let sh = g.strideH, sw = g.strideW, taps = g.kh * g.kw

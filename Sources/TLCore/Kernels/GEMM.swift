@@ -412,11 +412,71 @@ public enum GEMM {
     }
 
     /// A partial tile (fewer than 6 rows or 16 columns of C): the same arithmetic, with only the
-    /// valid part written (so edge and interior elements round alike).
+    /// valid part written (so edge and interior elements round alike). Tiles of at most 2 or 4
+    /// rows (the last panel of 32, 64, 128 or 256 output channels) multiply only those rows:
+    /// a sixth to a ninth of such layers' tiles had spent 6 rows' time.
     @inline(never)
     static func edge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                      _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool, _ m: Int, _ n: Int) {
-        tile(kc, a, b, c, ldc, alpha, store, m, n)
+        if m <= 2 { fewRows(2, kc, a, b, c, ldc, alpha, store, m, n) }
+        else if m <= 4 { fewRows(4, kc, a, b, c, ldc, alpha, store, m, n) }
+        else { tile(kc, a, b, c, ldc, alpha, store, m, n) }
+    }
+
+    /// Rows 0..<m (m ≤ rows, rows 2 or 4) of a 6-row panel's tile: 2·rows accumulators.
+    @inline(__always)
+    static func fewRows(_ rows: Int, _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ store: Bool, _ m: Int, _ n: Int) {
+        typealias V = SIMD8<Float>
+        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+        var pa = UnsafeRawPointer(a), pb = UnsafeRawPointer(b)
+        if !store { for r in 0..<m { tl_prefetch_write(c + r * ldc); tl_prefetch_write(c + r * ldc + n - 1) } }
+        if rows == 2 {
+            for _ in 0..<kc {
+                let b0 = pb.load(as: V.self), b1 = pb.load(fromByteOffset: 32, as: V.self)
+                var x = V(repeating: pa.load(as: Float.self))
+                c00.addProduct(x, b0); c01.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c10.addProduct(x, b0); c11.addProduct(x, b1)
+                pa += 24; pb += 64
+            }
+        } else {
+            for _ in 0..<kc {
+                tl_prefetch_read(pa + prefetchA)
+                let b0 = pb.load(as: V.self), b1 = pb.load(fromByteOffset: 32, as: V.self)
+                var x = V(repeating: pa.load(as: Float.self))
+                c00.addProduct(x, b0); c01.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c10.addProduct(x, b0); c11.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c20.addProduct(x, b0); c21.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c30.addProduct(x, b0); c31.addProduct(x, b1)
+                pa += 24; pb += 64
+            }
+        }
+        let al = V(repeating: alpha)
+        var t = (c00, c01, c10, c11, c20, c21, c30, c31)
+        withUnsafeBytes(of: &t) { raw in
+            let acc = raw.baseAddress!
+            for i in 0..<m {
+                let row = c + i * ldc
+                if n == nr {
+                    let v0 = acc.load(fromByteOffset: i * 64, as: V.self), v1 = acc.load(fromByteOffset: i * 64 + 32, as: V.self)
+                    let p = UnsafeMutableRawPointer(row)
+                    if store {
+                        p.storeBytes(of: al * v0, as: V.self); p.storeBytes(of: al * v1, toByteOffset: 32, as: V.self)
+                    } else {
+                        p.storeBytes(of: p.loadUnaligned(as: V.self).addingProduct(al, v0), as: V.self)
+                        p.storeBytes(of: p.loadUnaligned(fromByteOffset: 32, as: V.self).addingProduct(al, v1), toByteOffset: 32, as: V.self)
+                    }
+                } else {
+                    let ar = acc.assumingMemoryBound(to: Float.self) + i * 16
+                    if store { for j in 0..<n { row[j] = alpha * ar[j] } }
+                    else { for j in 0..<n { row[j] = row[j].addingProduct(alpha, ar[j]) } }
+                }
+            }
+        }
     }
 
     @inline(__always)
