@@ -77,6 +77,8 @@ final class ConvTests: XCTestCase {
         check(phases)
         check(ConvGeometry(n: 2, c: 2, h: 33, w: 34, oc: 4, kh: 3, kw: 3, stride: 2, pad: 2, dilation: 2))   // stretches
         check(ConvGeometry(n: 2, c: 300, h: 12, w: 12, oc: 7, kh: 1, kw: 1))                    // 1x1, K = 300
+        check(ConvGeometry(n: 2, c: 300, h: 24, w: 20, oc: 9, kh: 1, kw: 1))                    // 1x1 image by image: B is the image
+        check(ConvGeometry(n: 3, c: 5, h: 14, w: 14, oc: 2100, kh: 1, kw: 1))                   // 1x1, blocks of 112 columns within and across images
         check(ConvGeometry(n: 5, c: 270, h: 3, w: 3, oc: 20, kh: 3, kw: 3, pad: 1))            // small planes, images side by side
     }
 

@@ -337,9 +337,16 @@ extension Conv {
         let bufB = Scratch.buffer(.packB, floats: min(kc, k) * ncb)
         let row = Scratch.buffer(.columns, floats: implicitRowGroup * ncb + 16)
         var pc = 0
+        let ohw = g.oh * g.ow, oneImage = g.isPointwise && firstColumn / ohw == (firstColumn + cols - 1) / ohw
         while pc < k {
             let kcb = min(kc, k - pc)
-            packImplicitB(g, x: x, firstColumn: firstColumn, columns: cols, pc: pc, kcb: kcb, row: row, into: bufB)
+            if oneImage {
+                // A 1×1 convolution within one image: B is the image itself, [C][OH·OW].
+                let img = firstColumn / ohw
+                GEMM.packB(false, x + img * g.c * ohw, ohw, row: pc, col: firstColumn - img * ohw, kc: kcb, nc: cols, into: bufB)
+            } else {
+                packImplicitB(g, x: x, firstColumn: firstColumn, columns: cols, pc: pc, kcb: kcb, row: row, into: bufB)
+            }
             implicitTiles(m: m, cols: cols, kcb: kcb, a: packedA + pc * mpad, b: bufB, c: c, ldc: ldc, store: pc == 0)
             pc += kc
         }
