@@ -282,9 +282,9 @@ final class PoolTests: XCTestCase {
     }
 
     /// Inference max pooling (2×2, stride 2, no winner recorded) runs a SIMD path: the same
-    /// values as the recording path, at widths with and without a tail, NaN included.
+    /// values as the recording path, at widths with and without 8- and 4-wide tails, NaN included.
     func testMaxPoolInferencePathMatches() {
-        for (h, w) in [(28, 28), (8, 8), (24, 24), (7, 35), (2, 2), (10, 17)] {
+        for (h, w) in [(28, 28), (8, 8), (24, 24), (7, 35), (2, 2), (10, 17), (12, 12), (6, 10), (4, 9)] {
             let g = PoolGeometry(n: 2, c: 3, h: h, w: w, kernel: 2)
             var x = randomFloats(g.n * g.c * h * w, seed: UInt64(h * w))
             x[5] = .nan; x[h * w + 1] = .nan

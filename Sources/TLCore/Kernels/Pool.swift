@@ -85,6 +85,16 @@ public enum Pool {
                         UnsafeMutableRawPointer(out + q).storeBytes(of: e.replacing(with: o, where: (o .> e) .| (o .!= o)), as: SIMD8<Float>.self)
                         q += 8
                     }
+                    // Four at a time from eight (LeNet-5's 8×8 → 4×4 and the tails of 24 and 28 wide
+                    // rows had gone one by one: a fifth of its extraction time in pooling).
+                    typealias H = SIMD8<Float>
+                    @inline(__always) func hmax(_ a: H, _ b: H) -> H { a.replacing(with: b, where: (b .> a) .| (b .!= b)) }
+                    while q + 4 <= ow {
+                        let v = hmax(r0.loadUnaligned(fromByteOffset: 8 * q, as: H.self), r1.loadUnaligned(fromByteOffset: 8 * q, as: H.self))
+                        let e = v.evenHalf, o = v.oddHalf
+                        UnsafeMutableRawPointer(out + q).storeBytes(of: e.replacing(with: o, where: (o .> e) .| (o .!= o)), as: SIMD4<Float>.self)
+                        q += 4
+                    }
                     let a0 = r0.assumingMemoryBound(to: Float.self), a1 = r1.assumingMemoryBound(to: Float.self)
                     while q < ow {
                         @inline(__always) func m(_ a: Float, _ b: Float) -> Float { b > a || (b.isNaN && !a.isNaN) ? b : a }
