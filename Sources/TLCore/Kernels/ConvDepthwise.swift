@@ -255,10 +255,7 @@ extension Conv {
             if ch + 8 <= c {
                 var p = 0
                 while p + 8 <= n {
-                    @inline(__always) func ld(_ k: Int) -> V { UnsafeRawPointer(x + (ch + k) * n + p).loadUnaligned(as: V.self) }
-                    let v = transpose8((ld(0), ld(1), ld(2), ld(3), ld(4), ld(5), ld(6), ld(7)))
-                    @inline(__always) func st(_ k: Int, _ u: V) { UnsafeMutableRawPointer(d + (p + k) * c8 + ch).storeBytes(of: u, as: V.self) }
-                    st(0, v.0); st(1, v.1); st(2, v.2); st(3, v.3); st(4, v.4); st(5, v.5); st(6, v.6); st(7, v.7)
+                    transposeBlock(x + ch * n + p, n, into: d + p * c8 + ch, c8)
                     p += 8
                 }
                 while p < n {
@@ -282,10 +279,7 @@ extension Conv {
             if ch + 8 <= c {
                 var p = 0
                 while p + 8 <= n {
-                    @inline(__always) func ld(_ k: Int) -> V { UnsafeRawPointer(s + (p + k) * c8 + ch).load(as: V.self) }
-                    let v = transpose8((ld(0), ld(1), ld(2), ld(3), ld(4), ld(5), ld(6), ld(7)))
-                    @inline(__always) func st(_ k: Int, _ u: V) { UnsafeMutableRawPointer(y + (ch + k) * n + p).storeBytes(of: u, as: V.self) }
-                    st(0, v.0); st(1, v.1); st(2, v.2); st(3, v.3); st(4, v.4); st(5, v.5); st(6, v.6); st(7, v.7)
+                    transposeBlock(s + p * c8 + ch, c8, into: y + ch * n + p, n)
                     p += 8
                 }
                 while p < n {
@@ -300,6 +294,16 @@ extension Conv {
     }
 
     typealias Block8 = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+
+    /// dst row k, 8 floats = column k of the 8×8 block whose rows start at src + r·srcStride.
+    @inline(__always)
+    static func transposeBlock(_ src: UnsafePointer<Float>, _ srcStride: Int, into dst: UnsafeMutablePointer<Float>, _ dstStride: Int) {
+        typealias V = SIMD8<Float>
+        @inline(__always) func ld(_ k: Int) -> V { UnsafeRawPointer(src + k * srcStride).loadUnaligned(as: V.self) }
+        let v = transpose8((ld(0), ld(1), ld(2), ld(3), ld(4), ld(5), ld(6), ld(7)))
+        @inline(__always) func st(_ k: Int, _ u: V) { UnsafeMutableRawPointer(dst + k * dstStride).storeBytes(of: u, as: V.self) }
+        st(0, v.0); st(1, v.1); st(2, v.2); st(3, v.3); st(4, v.4); st(5, v.5); st(6, v.6); st(7, v.7)
+    }
 
     /// The 8×8 transpose of eight rows.
     @inline(__always)
