@@ -54,18 +54,15 @@ extension Conv {
     static func depthwiseGrid(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         let sh = g.strideH, sw = g.strideW, taps = g.kh * g.kw
-        let hq = (g.h + g.padTop + g.padBottom + sh - 1) / sh, wq = (g.w + g.padLeft + g.padRight + sw - 1) / sw, planeQ = hq * wq
+        // The padded layout and tap offsets of the implicit convolution's copies (one channel).
+        let (wq, planeC) = paddedLayout(g), planeQ = planeC / (sh * sw)
         let grid = (g.oh - 1) * wq + g.ow, gridRounded = (grid + 63) / 64 * 64
         let phases = sh * sw, hw = g.h * g.w, ohw = g.oh * g.ow
         // Reads reach at most gridRounded − 1 + the largest tap offset (< phases · planeQ).
         let padded = Scratch.buffer(.columns, floats: phases * planeQ + gridRounded)
         let out = Scratch.buffer(.output, floats: gridRounded)
         padded.update(repeating: 0, count: phases * planeQ + gridRounded)
-        var offsets = [Int](repeating: 0, count: taps)
-        for i in 0..<g.kh {
-            for j in 0..<g.kw { offsets[i * g.kw + j] = (i % sh * sw + j % sw) * planeQ + i / sh * wq + j / sw }
-        }
-        offsets.withUnsafeBufferPointer { offp in
+        paddedOffsets(g).withUnsafeBufferPointer { offp in
             let off = offp.baseAddress!
             for img in images {
                 for c in 0..<g.c {
