@@ -77,6 +77,17 @@ public final class Linear: Layer, Initializable {
 
 // MARK: Conv2d
 
+/// A mutex for state that threads running the same layer share.
+final class PackLock: @unchecked Sendable {
+    let m: UnsafeMutablePointer<pthread_mutex_t>
+    init() { m = .allocate(capacity: 1); pthread_mutex_init(m, nil) }
+    deinit { pthread_mutex_destroy(m); m.deallocate() }
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(m); defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}
+
 public final class Conv2d: Layer, Initializable {
     public let name: String
     public let inChannels: Int, outChannels: Int, groups: Int
@@ -87,10 +98,14 @@ public final class Conv2d: Layer, Initializable {
     public var pad: Int { shape.padTop }
     public internal(set) var weight: Parameter, bias: Parameter?
     var x: Tensor?, columns: Tensor?
-    /// The weights packed for the inference kernel, made by `prepareForInference` for a network
-    /// that only runs forward (every call would otherwise pack them again, on every thread): the
-    /// `GEMM.mr` and weight storage they were made for, and the panels.
-    var packed: (mr: Int, weights: UnsafeMutableRawPointer, data: Tensor)?
+    /// The weights packed for the inference kernel, for a network that only runs forward (every
+    /// call would otherwise pack them again, on every thread): the `GEMM.mr`, weight storage and
+    /// layout (Winograd or direct, which depends on the input's size) they were made for, and
+    /// the panels. `prepareForInference` packs for the template geometry and lets the first
+    /// forward on another layout pack again (under `packLock`: threads share the layer).
+    var packed: (mr: Int, weights: UnsafeMutableRawPointer, winograd: Bool, data: Tensor)?
+    var packOnUse = false
+    let packLock = PackLock()
     public convenience init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, pad: Int = 0, groups: Int = 1, bias: Bool = true) {
         self.init(name, inChannels, outChannels, geometry: ConvGeometry(n: 1, c: inChannels, h: 1, w: 1, oc: outChannels, kh: kernel, kw: kernel,
                                                                          stride: stride, pad: pad, groups: groups), bias: bias)
@@ -143,21 +158,32 @@ public final class Conv2d: Layer, Initializable {
         let keep = ctx.training && !weight.frozen && Conv.columnCount(g) > 0 && Conv.columnCount(g) * 4 < 64 << 20
         let cols = keep ? Tensor(dtype: .f32, shape: [Conv.columnCount(g)], storage: Storage(pooledZeroedBytes: Conv.columnCount(g) * 4, zero: false)) : nil
         // A training forward comes before any change to the weights: drop the packed copy.
-        if ctx.training { packed = nil }
-        let pw = packed.flatMap { $0.mr == GEMM.mr && $0.weights == weight.value.rawPointer ? UnsafePointer($0.data.f32) : nil }
+        if ctx.training { packed = nil; packOnUse = false }
+        let panels = ctx.training ? nil : packLock.locked { () -> Tensor? in
+            func fits() -> Bool {
+                guard let p = packed else { return false }
+                return p.mr == GEMM.mr && p.weights == weight.value.rawPointer && p.winograd == Conv.winogradApplies(g)
+            }
+            if !fits() && packOnUse { pack(for: g) }
+            return fits() ? packed?.data : nil
+        }
         Conv.forward(g, x: x.f32, weight: weight.v, bias: bias?.v, y: y.f32, columns: cols?.f32, activation: activation,
-                     packedWeights: pw, threads: ctx.threads)
+                     packedWeights: panels.map { UnsafePointer($0.f32) }, threads: ctx.threads)
         if ctx.training { self.x = x; columns = cols }
         return y
     }
     /// Packs the weights once for the inference kernel (see `packed`); the weights must not
     /// change until the next training forward.
     public func prepareForInference() {
-        let n = Conv.packedWeightCount(shape)
+        packLock.locked { packOnUse = true; pack(for: shape) }
+    }
+    /// Packs for geometry g (nothing where no pack applies). Under `packLock`.
+    func pack(for g: ConvGeometry) {
+        let n = Conv.packedWeightCount(g)
         if n == 0 { packed = nil; return }
         let t = Tensor.f32([n], zero: false)
-        Conv.packWeights(shape, weight: weight.v, into: t.f32)
-        packed = (GEMM.mr, weight.value.rawPointer, t)
+        Conv.packWeights(g, weight: weight.v, into: t.f32)
+        packed = (GEMM.mr, weight.value.rawPointer, Conv.winogradApplies(g), t)
     }
     public func backward(_ dy: Tensor, needInputGrad: Bool, _ ctx: Context) -> Tensor? {
         guard let x = x else { preconditionFailure("\(name): backward without a training forward") }

@@ -100,6 +100,51 @@ final class ConvTests: XCTestCase {
         check(ConvGeometry(n: 3, c: 3, h: 9, w: 9, oc: 4, kh: 3, kw: 3, stride: 2, pad: 2, dilation: 2))   // stretches
     }
 
+    /// 3×3 stride-1 layers with 8+ channels take Winograd F(2×2, 3×3) for inference: odd output
+    /// sizes (tiles cut by the edge), 8-tile vectors with tails, pads 0, 1, 2 and asymmetric,
+    /// chunks that span images and images that span chunks, C > 256 (two
+    /// K-blocks), output channels off the tile; against the direct reference, and the same bits
+    /// for any batch split, thread count, packed weights and fused activation.
+    func testWinograd() {
+        var shapes = [ConvGeometry(n: 3, c: 8, h: 13, w: 11, oc: 8, kh: 3, kw: 3, pad: 1),
+                      ConvGeometry(n: 2, c: 16, h: 40, w: 37, oc: 13, kh: 3, kw: 3, pad: 1),
+                      ConvGeometry(n: 2, c: 9, h: 11, w: 20, oc: 10, kh: 3, kw: 3),                // no padding
+                      ConvGeometry(n: 5, c: 12, h: 8, w: 9, oc: 9, kh: 3, kw: 3, pad: 1),         // 5 images a chunk
+                      ConvGeometry(n: 4, c: 10, h: 10, w: 10, oc: 8, kh: 3, kw: 3),               // 8x8
+                      ConvGeometry(n: 2, c: 8, h: 6, w: 7, oc: 8, kh: 3, kw: 3, pad: 2),
+                      ConvGeometry(n: 3, c: 300, h: 8, w: 9, oc: 20, kh: 3, kw: 3, pad: 1),        // K-blocks
+                      ConvGeometry(n: 2, c: 100, h: 14, w: 48, oc: 100, kh: 3, kw: 3, pad: 1),     // 7 tile rows, 6 a chunk
+                      ConvGeometry(n: 1, c: 8, h: 90, w: 9, oc: 64, kh: 3, kw: 3, pad: 1)]
+        var asym = ConvGeometry(n: 3, c: 8, h: 10, w: 9, oc: 8, kh: 3, kw: 3)
+        (asym.padTop, asym.padLeft, asym.padBottom, asym.padRight) = (0, 1, 2, 0)
+        shapes.append(asym)
+        for g in shapes {
+            XCTAssertTrue(Conv.winogradApplies(g), "\(g)")
+            check(g)
+            let x = randomFloats(g.n * g.c * g.h * g.w, seed: 31), w = randomFloats(g.oc * g.kdim, seed: 32), b = randomFloats(g.oc, seed: 33)
+            var all = [Float](repeating: .nan, count: g.n * g.oc * g.oh * g.ow), three = all, packedOut = all, fused = all
+            Conv.forward(g, x: x, weight: w, bias: b, y: &all, threads: 1)
+            Conv.forward(g, x: x, weight: w, bias: b, y: &three, threads: 3)
+            XCTAssertEqual(all, three, "threads \(g)")
+            var packed = [Float](repeating: .nan, count: Conv.packedWeightCount(g))
+            Conv.packWeights(g, weight: w, into: &packed)
+            packed.withUnsafeBufferPointer { Conv.forward(g, x: x, weight: w, bias: b, y: &packedOut, packedWeights: $0.baseAddress!, threads: 2) }
+            XCTAssertEqual(all, packedOut, "packed \(g)")
+            Conv.forward(g, x: x, weight: w, bias: b, y: &fused, activation: .relu, threads: 2)
+            XCTAssertEqual(all.map { max($0, 0) }, fused, "fused relu \(g)")
+            var one = g; one.n = 1
+            let inSize = g.c * g.h * g.w, outSize = g.oc * g.oh * g.ow
+            for i in 0..<g.n {
+                var y = [Float](repeating: .nan, count: outSize)
+                Array(x[(i * inSize)..<((i + 1) * inSize)]).withUnsafeBufferPointer { Conv.forward(one, x: $0.baseAddress!, weight: w, bias: b, y: &y, threads: 1) }
+                XCTAssertEqual(Array(all[(i * outSize)..<((i + 1) * outSize)]), y, "\(g) image \(i)")
+            }
+        }
+        XCTAssertFalse(Conv.winogradApplies(ConvGeometry(n: 1, c: 1, h: 8, w: 8, oc: 8, kh: 3, kw: 3, pad: 1)))   // one input channel
+        XCTAssertFalse(Conv.winogradApplies(ConvGeometry(n: 1, c: 8, h: 8, w: 8, oc: 8, kh: 3, kw: 3, stride: 2, pad: 1)))
+        XCTAssertFalse(Conv.winogradApplies(ConvGeometry(n: 1, c: 64, h: 7, w: 7, oc: 64, kh: 3, kw: 3, pad: 1)))    // under 8x8
+    }
+
     /// Depthwise convolutions on both methods: planes at least 7 outputs wide (strides 1 and 2,
     /// no dilation) on the NCHW grid, the rest channels last with only the taps inside the image;
     /// whole groups of six 8-channel chunks and single chunks after them, channel counts that are

@@ -139,6 +139,16 @@ final class GraphTests: XCTestCase {
         conv.weight.value = Tensor(Array(repeating: Float(0.5), count: conv.weight.count), shape: conv.weight.value.shape)
         fresh.weight.value = conv.weight.value
         XCTAssertEqual(try conv.forward(x, eval).floats, try fresh.forward(x, eval).floats)
+        // A 3x3 layer whose inputs take the Winograd path: prepared for its template geometry
+        // (direct panels), it packs again on the first forward, and the bits do not change.
+        let wconv = Conv2d("w", 8, 8, kernel: 3, pad: 1)
+        wconv.initialize(&rng)
+        let wx = randomTensor([2, 8, 10, 10], seed: 9)
+        let wBefore = try wconv.forward(wx, eval).floats
+        wconv.prepareForInference()
+        XCTAssertEqual(wconv.packed?.winograd, false)
+        XCTAssertEqual(try wconv.forward(wx, eval).floats, wBefore)
+        XCTAssertEqual(wconv.packed?.winograd, true)
         // The same for a fully connected layer.
         let fc = Linear("fc", 243, 40)
         fc.initialize(&rng)

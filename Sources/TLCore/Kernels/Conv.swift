@@ -76,6 +76,16 @@ public enum FusedActivation: Equatable, Sendable {
         case .clip(let lo, let hi): return min(max(v, lo), hi)
         }
     }
+    /// The same on sixteen floats, written with comparisons so that −0 and NaN come out as the
+    /// scalar `max`/`min` make them (`max(v, 0)` is `0 >= v ? 0 : v`).
+    @inline(__always) public func apply(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        switch self {
+        case .relu: return v.replacing(with: 0, where: v .<= 0)
+        case .clip(let lo, let hi):
+            let t = v.replacing(with: lo, where: v .<= lo)
+            return t.replacing(with: hi, where: hi .< t)
+        }
+    }
     /// Applies it to n floats in place.
     public func apply(_ n: Int, _ y: UnsafeMutablePointer<Float>) {
         switch self {
@@ -103,6 +113,10 @@ public enum Conv {
         let inSize = g.c * g.h * g.w, outHW = g.oh * g.ow, outSize = g.oc * outHW
         if g.isDepthwise {
             depthwiseForward(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
+            return
+        }
+        if columns == nil && implicitApplies(g) && winogradApplies(g) {
+            forwardWinograd(g, x: x, weight: weight, bias: bias, y: y, packedWeights: packedWeights, activation: activation, threads: threads)
             return
         }
         if columns == nil && implicitApplies(g) {

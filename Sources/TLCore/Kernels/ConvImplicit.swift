@@ -43,7 +43,7 @@ extension Conv {
 
     /// Floats of the weights packed for the inference kernel (0 where it does not apply).
     public static func packedWeightCount(_ g: ConvGeometry) -> Int {
-        implicitApplies(g) ? (g.oc + GEMM.mr - 1) / GEMM.mr * GEMM.mr * g.kdim : 0
+        !implicitApplies(g) ? 0 : winogradApplies(g) ? winogradPackedCount(g) : (g.oc + GEMM.mr - 1) / GEMM.mr * GEMM.mr * g.kdim
     }
 
     /// The weights as the inference kernel's A panels, K-block after K-block (block pc at
@@ -52,6 +52,7 @@ extension Conv {
     /// on `GEMM.mr`: pack again if that changes.
     public static func packWeights(_ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>) {
         precondition(implicitApplies(g), "conv: packed weights are for one-group convolutions")
+        if winogradApplies(g) { winogradPackWeights(g, weight: weight, into: packed); return }
         let m = g.oc, k = g.kdim, mr = GEMM.mr, kc = implicitKC(k), mpad = (m + mr - 1) / mr * mr
         var pc = 0
         while pc < k {
