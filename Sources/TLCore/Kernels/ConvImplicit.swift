@@ -108,9 +108,10 @@ extension Conv {
                 while jc < ohw {
                     let cols = min(ncb, ohw - jc)
                     implicitBlock(g, x: xi, firstColumn: jc, columns: cols, blockColumns: ncb, packedA: packedA, mpad: mpad, c: yi + jc, ldc: ohw)
+                    // Bias and activation on the block while it is in cache.
+                    for o in 0..<m { storeOutputs(yi + o * ohw + jc, yi + o * ohw + jc, cols, bias: bias?[o], act) }
                     jc += cols
                 }
-                for o in 0..<m { storeOutputs(yi + o * ohw, yi + o * ohw, ohw, bias: bias?[o], act) }
             }
             return
         }
