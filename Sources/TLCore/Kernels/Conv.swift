@@ -115,10 +115,6 @@ public enum Conv {
             depthwiseForward(g, x: x, weight: weight, bias: bias, y: y, activation: activation, threads: threads)
             return
         }
-        if columns == nil && implicitApplies(g) && winogradApplies(g) {
-            forwardWinograd(g, x: x, weight: weight, bias: bias, y: y, packedWeights: packedWeights, activation: activation, threads: threads)
-            return
-        }
         if columns == nil && implicitApplies(g) {
             forwardImplicit(g, x: x, weight: weight, bias: bias, y: y, packedWeights: packedWeights, activation: activation, threads: threads)
             return

@@ -63,10 +63,10 @@ extension Conv {
 
     static func forwardImplicit(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                 y: UnsafeMutablePointer<Float>, packedWeights: UnsafePointer<Float>?, activation: FusedActivation?, threads: Int) {
-        let mr = GEMM.mr, mpad = (g.oc + mr - 1) / mr * mr
+        let mr = GEMM.mr, mpad = (g.oc + mr - 1) / mr * mr, winograd = winogradApplies(g)
         let packed: UnsafePointer<Float>
         if let p = packedWeights { packed = p } else {
-            let buf = Scratch.buffer(.packA, floats: mpad * g.kdim)
+            let buf = Scratch.buffer(.packA, floats: packedWeightCount(g))
             packWeights(g, weight: weight, into: buf)
             packed = UnsafePointer(buf)
         }
@@ -74,7 +74,12 @@ extension Conv {
         let px = UnsafeSendable(x), pa = UnsafeSendable(packed), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
         Threads.parallelFor(parts, threads: parts) { t in
             let i0 = t * g.n / parts, i1 = (t + 1) * g.n / parts
-            if i0 < i1 { implicitImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value, activation: activation) }
+            if i0 >= i1 { return }
+            if winograd {
+                winogradImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value, activation: activation)
+            } else {
+                implicitImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value, activation: activation)
+            }
         }
     }
 

@@ -86,23 +86,6 @@ extension Conv {
         }
     }
 
-    static func forwardWinograd(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                y: UnsafeMutablePointer<Float>, packedWeights: UnsafePointer<Float>?, activation: FusedActivation?, threads: Int) {
-        let mpad = (g.oc + GEMM.mr - 1) / GEMM.mr * GEMM.mr
-        let packed: UnsafePointer<Float>
-        if let p = packedWeights { packed = p } else {
-            let buf = Scratch.buffer(.packA, floats: winogradPackedCount(g))
-            winogradPackWeights(g, weight: weight, into: buf)
-            packed = UnsafePointer(buf)
-        }
-        let parts = max(1, min(threads, g.n))
-        let px = UnsafeSendable(x), pa = UnsafeSendable(packed), pb = UnsafeSendable(bias), py = UnsafeSendable(y)
-        Threads.parallelFor(parts, threads: parts) { t in
-            let i0 = t * g.n / parts, i1 = (t + 1) * g.n / parts
-            if i0 < i1 { winogradImages(g, x: px.value, images: i0..<i1, packedA: pa.value, mpad: mpad, bias: pb.value, y: py.value, activation: activation) }
-        }
-    }
-
     /// The outputs of images `images`, on the calling thread.
     static func winogradImages(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, packedA: UnsafePointer<Float>, mpad: Int,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
