@@ -52,17 +52,19 @@ extension Conv {
         for o in 0..<oc {
             for ch in 0..<c {
                 let w = weight + (o * c + ch) * 9
-                // G g (4 × 3), then (G g) Gᵀ (4 × 4).
-                var t = [Double](repeating: 0, count: 12)
-                for j in 0..<3 {
-                    let g0 = Double(w[j]), g1 = Double(w[3 + j]), g2 = Double(w[6 + j])
-                    t[j] = g0; t[3 + j] = (g0 + g1 + g2) / 2; t[6 + j] = (g0 - g1 + g2) / 2; t[9 + j] = g2
+                // G·v for a 3-vector v: the same combination down the columns, then along the
+                // rows of G g (no arrays: this runs once per filter when a network is loaded).
+                @inline(__always) func gv(_ a: Double, _ b: Double, _ d: Double) -> (Double, Double, Double, Double) {
+                    (a, (a + b + d) / 2, (a - b + d) / 2, d)
                 }
-                for i in 0..<4 {
-                    let g0 = t[i * 3], g1 = t[i * 3 + 1], g2 = t[i * 3 + 2]
-                    let row = [g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2]
-                    for j in 0..<4 { u[((i * 4 + j) * oc + o) * c + ch] = Float(row[j]) }
+                let c0 = gv(Double(w[0]), Double(w[3]), Double(w[6])), c1 = gv(Double(w[1]), Double(w[4]), Double(w[7]))
+                let c2 = gv(Double(w[2]), Double(w[5]), Double(w[8]))
+                // Row i of G g Gᵀ goes to ξ = 4i + j.
+                func put(_ i: Int, _ r: (Double, Double, Double, Double)) {
+                    let base = (i * 4 * oc + o) * c + ch, step = oc * c
+                    u[base] = Float(r.0); u[base + step] = Float(r.1); u[base + 2 * step] = Float(r.2); u[base + 3 * step] = Float(r.3)
                 }
+                put(0, gv(c0.0, c1.0, c2.0)); put(1, gv(c0.1, c1.1, c2.1)); put(2, gv(c0.2, c1.2, c2.2)); put(3, gv(c0.3, c1.3, c2.3))
             }
         }
         return u
@@ -209,7 +211,8 @@ extension Conv {
                         let y10 = c0.1 + c1.1 + c2.1, y11 = c1.1 - c2.1 - c3.1
                         // The tiles' two columns side by side: sixteen outputs of a row.
                         @inline(__always) func put(_ a: V, _ b: V, _ row: UnsafeMutablePointer<Float>, _ q: Int) {
-                            var v = SIMD16<Float>(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7]) + bo
+                            var v = SIMD16<Float>(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
+                            if bias != nil { v += bo }   // as `storeOutputs`: no addition without a bias (−0 stays −0)
                             if let act { v = act.apply(v) }
                             if q + 16 <= ow {
                                 UnsafeMutableRawPointer(row + q).storeBytes(of: v, as: SIMD16<Float>.self)
