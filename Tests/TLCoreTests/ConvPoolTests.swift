@@ -297,8 +297,12 @@ final class PoolTests: XCTestCase {
                      PoolGeometry(n: 2, c: 1, h: 5, w: 5, kernel: 3, stride: 1, pad: 1)]
         var ceil = PoolGeometry(n: 1, c: 2, h: 7, w: 7, kernel: 2); ceil.ceilMode = true
         var onnx = PoolGeometry(n: 1, c: 2, h: 6, w: 6, kernel: 3, stride: 2, pad: 1); onnx.countIncludePad = false
-        geoms += [ceil, onnx]
+        // 2×2 / 2 with the padding at the bottom and right only (ONNX pads [0, 0, 1, 1]): the
+        // last window row and column hang over the edge, which the 2×2 fast paths must not take.
+        var overhang = PoolGeometry(n: 2, c: 3, h: 5, w: 19, kernel: 2); (overhang.padBottom, overhang.padRight) = (1, 1)
+        geoms += [ceil, onnx, overhang]
         XCTAssertEqual(ceil.oh, 4)
+        XCTAssertEqual([overhang.oh, overhang.ow], [3, 10])
         for g in geoms {
             XCTAssertNil(g.problem)
             let x = randomFloats(g.n * g.c * g.h * g.w, seed: 9)
@@ -306,6 +310,9 @@ final class PoolTests: XCTestCase {
             var am = [Int32](repeating: -1, count: y.count)
             Pool.maxForward(g, x: x, y: &y, argmax: &am)
             XCTAssertEqual(y, reference(g, x, max: true), "max \(g)")
+            var inference = [Float](repeating: 0, count: y.count)
+            Pool.maxForward(g, x: x, y: &inference, argmax: nil)
+            XCTAssertEqual(inference, y, "max without argmax \(g)")
             for i in y.indices { XCTAssertEqual(x[(i / (g.oh * g.ow)) * g.h * g.w + Int(am[i])], y[i]) }
             // Backward: the gradient goes to the argmax, summed where windows share a winner.
             let dy = randomFloats(y.count, seed: 10)

@@ -62,8 +62,11 @@ public enum Pool {
         precondition(g.problem == nil, "pool: \(g.problem!)")
         let oh = g.oh, ow = g.ow, hw = g.h * g.w
         let px = UnsafeSendable(x), py = UnsafeSendable(y), pa = UnsafeSendable(argmax)
-        let simple2x2 = g.kh == 2 && g.kw == 2 && g.strideH == 2 && g.strideW == 2 && g.padTop == 0 && g.padLeft == 0 && !g.ceilMode
-            && g.dilationH == 1 && g.dilationW == 1
+        // Every window inside the plane: with padding (or ceil mode) at the bottom or right, the
+        // last window row or column would read past the plane (ONNX pads [0, 0, 1, 1] on an odd
+        // size had read the next plane, and the argmax sent gradients there).
+        let simple2x2 = g.kh == 2 && g.kw == 2 && g.strideH == 2 && g.strideW == 2 && g.padTop == 0 && g.padLeft == 0
+            && g.dilationH == 1 && g.dilationW == 1 && 2 * oh <= g.h && 2 * ow <= g.w
         Threads.parallelFor(g.n * g.c, threads: planeThreads(g, threads)) { p in
             let xs = px.value + p * hw, ys = py.value + p * oh * ow
             let am = pa.value.map { $0 + p * oh * ow }
