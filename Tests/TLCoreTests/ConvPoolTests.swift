@@ -154,7 +154,16 @@ final class ConvTests: XCTestCase {
         let grid = [ConvGeometry(n: 2, c: 3, h: 20, w: 37, oc: 3, kh: 3, kw: 3, pad: 1, groups: 3),
                     ConvGeometry(n: 2, c: 5, h: 19, w: 40, oc: 5, kh: 3, kw: 3, stride: 2, pad: 1, groups: 5),
                     ConvGeometry(n: 1, c: 9, h: 16, w: 17, oc: 9, kh: 5, kw: 5, stride: 2, pad: 2, groups: 9),
-                    ConvGeometry(n: 2, c: 4, h: 7, w: 7, oc: 4, kh: 5, kw: 5, pad: 2, groups: 4)]
+                    ConvGeometry(n: 2, c: 4, h: 7, w: 7, oc: 4, kh: 5, kw: 5, pad: 2, groups: 4),
+                    // Rows copied as one masked vector (7 wide, 8 with the border), scalar (no
+                    // border), with an overlapping last vector (9 wide); stride-2 splits of 14,
+                    // 15 and 22 columns (eight-wide halves, overlapping last chunks).
+                    ConvGeometry(n: 2, c: 3, h: 7, w: 7, oc: 3, kh: 3, kw: 3, pad: 1, groups: 3),
+                    ConvGeometry(n: 2, c: 2, h: 7, w: 7, oc: 2, kh: 1, kw: 1, groups: 2),
+                    ConvGeometry(n: 2, c: 3, h: 9, w: 9, oc: 3, kh: 3, kw: 3, pad: 1, groups: 3),
+                    ConvGeometry(n: 2, c: 3, h: 14, w: 14, oc: 3, kh: 5, kw: 5, stride: 2, pad: 2, groups: 3),
+                    ConvGeometry(n: 1, c: 2, h: 15, w: 15, oc: 2, kh: 3, kw: 3, stride: 2, pad: 1, groups: 2),
+                    ConvGeometry(n: 1, c: 2, h: 10, w: 22, oc: 2, kh: 3, kw: 3, stride: 2, pad: 1, groups: 2)]
         var same = ConvGeometry(n: 2, c: 6, h: 33, w: 34, oc: 6, kh: 3, kw: 3, stride: 2, groups: 6)
         (same.padTop, same.padLeft, same.padBottom, same.padRight) = (0, 0, 1, 1)
         var wide = ConvGeometry(n: 1, c: 3, h: 12, w: 31, oc: 3, kh: 3, kw: 5, groups: 3)

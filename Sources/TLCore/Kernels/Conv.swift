@@ -86,6 +86,15 @@ public enum FusedActivation: Equatable, Sendable {
             return t.replacing(with: hi, where: hi .< t)
         }
     }
+    /// The same on eight floats.
+    @inline(__always) public func apply(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        switch self {
+        case .relu: return v.replacing(with: 0, where: v .<= 0)
+        case .clip(let lo, let hi):
+            let t = v.replacing(with: lo, where: v .<= lo)
+            return t.replacing(with: hi, where: hi .< t)
+        }
+    }
     /// Applies it to n floats in place.
     public func apply(_ n: Int, _ y: UnsafeMutablePointer<Float>) {
         switch self {

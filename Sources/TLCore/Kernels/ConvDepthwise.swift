@@ -3,8 +3,9 @@
 /// * Planes at least 7 outputs wide (strides 1 and 2, no dilation): `depthwiseGrid`, channel
 ///   by channel in the NCHW layout. Eight neighbouring outputs share a register; a zero-bordered
 ///   copy of the channel (split into stride phases) makes every tap one offset into it, and
-///   runs of 64 outputs keep eight accumulators busy. No transposes: on the 112×112 to 14×14
-///   planes of EfficientNet those had cost more than the arithmetic.
+///   eight such vectors at a time keep eight accumulators busy. The vectors run along the
+///   output rows (⌈OW/8⌉ per row) and are stored straight into the output. No transposes: on
+///   the 112×112 to 14×14 planes of EfficientNet those had cost more than the arithmetic.
 /// * Smaller planes (the 4×4 and 2×2 of a network's last stages, where a row fills few lanes),
 ///   strides above 2 and dilation: `depthwiseChannelsLast`. The image is transposed to
 ///   [H][W][C] (C rounded up to 8, 8×8 blocks in registers) so the eight lanes are eight
@@ -14,6 +15,10 @@
 /// One thread, batch 32, GFLOP/s (all taps counted) before → after this split (channels last
 /// with a zero border and scalar transposes before): 32 ch 32×32 3×3 11 → 29; 144 ch 16×16 3×3
 /// 8.5 → 19; 96 ch 32×32 stride 2 5.5 → 11; 672 ch 4×4 5×5 18 → 30; 1152 ch 2×2 5×5 7.5 → 40.
+/// One thread, batch 8, grid in runs of 64 through a row buffer → vectors along the rows,
+/// stored in place (and vector copies of short rows): 1152 ch 7×7 5×5 8.7 → 24, 3×3 8.8 → 13;
+/// 672 ch 14×14 5×5 20 → 32, stride 2 5.6 → 16; 480 ch 14×14 3×3 9.5 → 16; 240 ch 28×28 5×5
+/// 33 → 40; 144 ch 56×56 3×3 19 → 25; 96 ch 112×112 stride 2 8.5 → 11; 32 ch 112×112 17 → 26.
 ///
 /// Every output starts from its bias and adds its taps in row-major order with fused
 /// multiply-adds (the grid's padding taps add zeros, which can only turn a −0 into +0; the
@@ -45,113 +50,152 @@ extension Conv {
 
     /// Channel by channel in the NCHW layout, no transposes. The channel's plane is copied into
     /// a zero-bordered buffer (split into stride × stride phases as in `implicitPaddedImages`,
-    /// each ⌈HP/s⌉ × ⌈WP/s⌉ = hq × wq), and outputs are computed on a grid wq wide: grid point
-    /// r·wq + q is output (r, q) when q < OW, the rest computed and dropped. Tap (i, j) of every
-    /// grid point then reads the same offset in the buffer, so eight consecutive grid points are
-    /// one unaligned 8-float load, and a run of 64 points keeps eight independent accumulators
-    /// (one weight broadcast per tap). The border is zeroed once per call: every channel writes
-    /// the same interior positions.
+    /// each ⌈HP/s⌉ × ⌈WP/s⌉ = hq × wq), so that tap (i, j) of output (r, q) reads position
+    /// r·wq + q + offset(i, j) of it: eight neighbouring outputs of a row are one unaligned
+    /// 8-float load per tap. The outputs are computed in vectors of eight along each row
+    /// (⌈OW/8⌉ per row), eight vectors at a time with one weight broadcast per tap, and stored
+    /// straight into the output plane with the bias and activation applied. A row's last vector
+    /// may run past the row: its extra lanes land on the start of the next row, whose first
+    /// vector is stored after it; only the plane's last vector is stored lane by lane. (A grid as
+    /// wide as the padded copy, in runs of 64, had computed 128 vectors' worth for a 7×7 plane
+    /// that needs 7, and moved every row out through a buffer.) The border is zeroed once per
+    /// call: every channel writes the same interior positions.
     static func depthwiseGrid(_ g: ConvGeometry, x: UnsafePointer<Float>, images: Range<Int>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, activation act: FusedActivation?) {
         let sh = g.strideH, sw = g.strideW, taps = g.kh * g.kw
         // The padded layout and tap offsets of the implicit convolution's copies (one channel).
         let (wq, planeC) = paddedLayout(g), planeQ = planeC / (sh * sw)
-        let grid = (g.oh - 1) * wq + g.ow, gridRounded = (grid + 63) / 64 * 64
         let phases = sh * sw, hw = g.h * g.w, ohw = g.oh * g.ow
-        // Reads reach at most gridRounded − 1 + the largest tap offset (< phases · planeQ).
-        let padded = Scratch.buffer(.columns, floats: phases * planeQ + gridRounded)
-        let out = Scratch.buffer(.output, floats: gridRounded)
-        padded.update(repeating: 0, count: phases * planeQ + gridRounded)
+        // The output vectors: where each reads in the padded copy and writes in the plane, in
+        // row order, rounded up to a multiple of eight by repeating the last.
+        let perRow = (g.ow + 7) / 8, vectors = g.oh * perRow, rounded = (vectors + 7) / 8 * 8
+        var at = [Int](repeating: 0, count: 2 * rounded)
+        for v in 0..<rounded {
+            let u = min(v, vectors - 1), r = u / perRow, q = u % perRow * 8
+            at[2 * v] = r * wq + q; at[2 * v + 1] = r * g.ow + q
+        }
+        // Reads reach at most 7 floats past the last output's (which is inside the copy).
+        let padded = Scratch.buffer(.columns, floats: phases * planeQ + 8)
+        padded.update(repeating: 0, count: phases * planeQ + 8)
         paddedOffsets(g).withUnsafeBufferPointer { offp in
-            let off = offp.baseAddress!
-            for img in images {
-                for c in 0..<g.c {
-                    let src = x + (img * g.c + c) * hw
-                    // The channel's plane into its phases (interior only; the border stays zero).
-                    for r in 0..<g.h {
-                        // (Strides are 1 or 2: a mask and a shift, not a division.)
-                        let pr = r + g.padTop, row = padded + ((pr & (sh - 1)) * sw) * planeQ + (pr >> (sh - 1)) * wq, s = src + r * g.w
-                        if sw == 1 {
-                            moveRow(row + g.padLeft, s, g.w, nil)
-                        } else {
-                            // Columns by parity: padded column p = q + padLeft goes to phase p mod 2,
-                            // position p / 2; sixteen at a time, even and odd lanes apart.
-                            var q = 0
-                            while q + 16 <= g.w {
-                                let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD16<Float>.self)
-                                let p = q + g.padLeft, e = p & 1
-                                UnsafeMutableRawPointer(row + e * planeQ + p / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
-                                UnsafeMutableRawPointer(row + (1 - e) * planeQ + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
-                                q += 16
+            at.withUnsafeBufferPointer { atp in
+                let off = offp.baseAddress!, at = atp.baseAddress!
+                for img in images {
+                    for c in 0..<g.c {
+                        let src = x + (img * g.c + c) * hw
+                        // The channel's plane into its phases (interior only; the border stays zero).
+                        for r in 0..<g.h {
+                            // (Strides are 1 or 2: a mask and a shift, not a division.)
+                            let pr = r + g.padTop, row = padded + ((pr & (sh - 1)) * sw) * planeQ + (pr >> (sh - 1)) * wq, s = src + r * g.w
+                            if sw == 1 {
+                                let d = row + g.padLeft
+                                if g.w >= 8 {
+                                    // Eight at a time, the last eight overlapping the previous ones.
+                                    var q = 0
+                                    while q + 8 <= g.w { copy8(d + q, s + q); q += 8 }
+                                    if q < g.w { copy8(d + g.w - 8, s + g.w - 8) }
+                                } else if r + 1 < g.h && g.w + g.padRight >= 8 {
+                                    // A short row (7×7 planes) as one vector whose lanes past the row,
+                                    // read from the next row of the plane, are stored as zeros on
+                                    // this row's right border.
+                                    let v = UnsafeRawPointer(s).loadUnaligned(as: SIMD8<Float>.self)
+                                    UnsafeMutableRawPointer(d).storeBytes(of: v.replacing(with: 0, where: SIMD8<Float>(0, 1, 2, 3, 4, 5, 6, 7) .>= Float(g.w)), as: SIMD8<Float>.self)
+                                } else {
+                                    for q in 0..<g.w { d[q] = s[q] }
+                                }
+                            } else {
+                                // Columns by parity: padded column p = q + padLeft goes to phase p mod 2,
+                                // position p / 2; sixteen (or eight) at a time, even and odd lanes apart,
+                                // the last chunk overlapping the previous ones (it stores the same values).
+                                @inline(__always) func split16(_ q: Int) {
+                                    let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD16<Float>.self)
+                                    let p = q + g.padLeft, e = p & 1
+                                    UnsafeMutableRawPointer(row + e * planeQ + p / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                                    UnsafeMutableRawPointer(row + (1 - e) * planeQ + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
+                                }
+                                @inline(__always) func split8(_ q: Int) {
+                                    let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD8<Float>.self)
+                                    let p = q + g.padLeft, e = p & 1
+                                    UnsafeMutableRawPointer(row + e * planeQ + p / 2).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+                                    UnsafeMutableRawPointer(row + (1 - e) * planeQ + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
+                                }
+                                if g.w >= 16 {
+                                    var q = 0
+                                    while q + 16 <= g.w { split16(q); q += 16 }
+                                    if q < g.w { split16(g.w - 16) }
+                                } else if g.w >= 8 {
+                                    split8(0); split8(g.w - 8)
+                                } else {
+                                    for q in 0..<g.w { let p = q + g.padLeft; row[(p & 1) * planeQ + p / 2] = s[q] }
+                                }
                             }
-                            while q < g.w { let p = q + g.padLeft; row[(p & 1) * planeQ + p / 2] = s[q]; q += 1 }
                         }
+                        depthwiseVectors(rounded, at: at, taps: taps, offsets: off, input: padded, weight: weight + c * taps,
+                                         bias: bias?[c] ?? 0, plane: y + (img * g.c + c) * ohw, planeSize: ohw, activation: act)
                     }
-                    depthwiseGridPoints(grid: gridRounded, taps: taps, offsets: off, input: padded,
-                                        weight: weight + c * taps, bias: bias?[c] ?? 0, out: out)
-                    let dst = y + (img * g.c + c) * ohw
-                    for r in 0..<g.oh { moveRow(dst + r * g.ow, out + r * wq, g.ow, act) }
                 }
             }
         }
     }
 
-    /// dst[0..<n] = act(src[0..<n]), eight at a time (rows of a few dozen floats: a memmove call
-    /// per row had cost a quarter of the layer). The comparisons are written out as
-    /// `FusedActivation.apply`'s scalar `max`/`min` make them (−0 and NaN come out alike);
-    /// `clamped` was an outlined generic call per vector.
-    @inline(__always)
-    static func moveRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, _ act: FusedActivation?) {
+    /// For each v in 0..<count (a multiple of 8): the eight outputs plane[at[2v+1] ..< +8] =
+    /// act(bias + Σ_t weight[t] · input[at[2v] + offsets[t] ..< +8]), stored in order of v, the
+    /// lanes past `planeSize` dropped.
+    @inline(never)
+    static func depthwiseVectors(_ count: Int, at: UnsafePointer<Int>, taps: Int, offsets: UnsafePointer<Int>, input: UnsafePointer<Float>,
+                                 weight: UnsafePointer<Float>, bias: Float, plane: UnsafeMutablePointer<Float>, planeSize: Int,
+                                 activation act: FusedActivation?) {
         typealias V = SIMD8<Float>
-        var q = 0
-        switch act {
-        case nil:
-            while q + 8 <= n { UnsafeMutableRawPointer(dst + q).storeBytes(of: UnsafeRawPointer(src + q).loadUnaligned(as: V.self), as: V.self); q += 8 }
-            while q < n { dst[q] = src[q]; q += 1 }
-        case .relu:
-            while q + 8 <= n {
-                let v = UnsafeRawPointer(src + q).loadUnaligned(as: V.self)
-                UnsafeMutableRawPointer(dst + q).storeBytes(of: v.replacing(with: 0, where: v .<= 0), as: V.self); q += 8
+        let b = V(repeating: bias)
+        var v = 0
+        while v < count {
+            var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
+            let p0 = UnsafeRawPointer(input + at[2 * v]), p1 = UnsafeRawPointer(input + at[2 * v + 2])
+            let p2 = UnsafeRawPointer(input + at[2 * v + 4]), p3 = UnsafeRawPointer(input + at[2 * v + 6])
+            let p4 = UnsafeRawPointer(input + at[2 * v + 8]), p5 = UnsafeRawPointer(input + at[2 * v + 10])
+            let p6 = UnsafeRawPointer(input + at[2 * v + 12]), p7 = UnsafeRawPointer(input + at[2 * v + 14])
+            for t in 0..<taps {
+                let w = V(repeating: weight[t]), o = offsets[t] &* 4
+                a0.addProduct(w, (p0 + o).loadUnaligned(as: V.self))
+                a1.addProduct(w, (p1 + o).loadUnaligned(as: V.self))
+                a2.addProduct(w, (p2 + o).loadUnaligned(as: V.self))
+                a3.addProduct(w, (p3 + o).loadUnaligned(as: V.self))
+                a4.addProduct(w, (p4 + o).loadUnaligned(as: V.self))
+                a5.addProduct(w, (p5 + o).loadUnaligned(as: V.self))
+                a6.addProduct(w, (p6 + o).loadUnaligned(as: V.self))
+                a7.addProduct(w, (p7 + o).loadUnaligned(as: V.self))
             }
-            while q < n { dst[q] = max(src[q], 0); q += 1 }
-        case .clip(let lo, let hi):
-            let vl = V(repeating: lo), vh = V(repeating: hi)
-            while q + 8 <= n {
-                let v = UnsafeRawPointer(src + q).loadUnaligned(as: V.self)
-                let t = v.replacing(with: vl, where: v .<= vl)
-                UnsafeMutableRawPointer(dst + q).storeBytes(of: t.replacing(with: vh, where: vh .< t), as: V.self); q += 8
+            if at[2 * v + 15] + 8 <= planeSize {
+                // (All eight whole: the positions increase.)
+                @inline(__always) func st(_ a: V, _ k: Int) { UnsafeMutableRawPointer(plane + at[2 * v + 2 * k + 1]).storeBytes(of: a, as: V.self) }
+                switch act {
+                case nil: break
+                case let f?: a0 = f.apply(a0); a1 = f.apply(a1); a2 = f.apply(a2); a3 = f.apply(a3); a4 = f.apply(a4); a5 = f.apply(a5); a6 = f.apply(a6); a7 = f.apply(a7)
+                }
+                st(a0, 0); st(a1, 1); st(a2, 2); st(a3, 3); st(a4, 4); st(a5, 5); st(a6, 6); st(a7, 7)
+            } else {
+                storeVector(a0, at[2 * v + 1], plane, planeSize, act); storeVector(a1, at[2 * v + 3], plane, planeSize, act)
+                storeVector(a2, at[2 * v + 5], plane, planeSize, act); storeVector(a3, at[2 * v + 7], plane, planeSize, act)
+                storeVector(a4, at[2 * v + 9], plane, planeSize, act); storeVector(a5, at[2 * v + 11], plane, planeSize, act)
+                storeVector(a6, at[2 * v + 13], plane, planeSize, act); storeVector(a7, at[2 * v + 15], plane, planeSize, act)
             }
-            while q < n { dst[q] = min(max(src[q], lo), hi); q += 1 }
+            v += 8
         }
     }
 
-    /// out[p] = bias + Σ_t weight[t] · input[p + offsets[t]] for p in 0..<grid (a multiple of 64).
-    @inline(never)
-    static func depthwiseGridPoints(grid: Int, taps: Int, offsets: UnsafePointer<Int>, input: UnsafePointer<Float>,
-                                    weight: UnsafePointer<Float>, bias: Float, out: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD8<Float>
-        let b = V(repeating: bias)
-        var p = 0
-        while p < grid {
-            var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
-            let base = UnsafeRawPointer(input + p)
-            for t in 0..<taps {
-                let w = V(repeating: weight[t]), s = base + offsets[t] * 4
-                a0.addProduct(w, s.loadUnaligned(as: V.self))
-                a1.addProduct(w, s.loadUnaligned(fromByteOffset: 32, as: V.self))
-                a2.addProduct(w, s.loadUnaligned(fromByteOffset: 64, as: V.self))
-                a3.addProduct(w, s.loadUnaligned(fromByteOffset: 96, as: V.self))
-                a4.addProduct(w, s.loadUnaligned(fromByteOffset: 128, as: V.self))
-                a5.addProduct(w, s.loadUnaligned(fromByteOffset: 160, as: V.self))
-                a6.addProduct(w, s.loadUnaligned(fromByteOffset: 192, as: V.self))
-                a7.addProduct(w, s.loadUnaligned(fromByteOffset: 224, as: V.self))
-            }
-            let o = UnsafeMutableRawPointer(out + p)
-            o.storeBytes(of: a0, as: V.self); o.storeBytes(of: a1, toByteOffset: 32, as: V.self)
-            o.storeBytes(of: a2, toByteOffset: 64, as: V.self); o.storeBytes(of: a3, toByteOffset: 96, as: V.self)
-            o.storeBytes(of: a4, toByteOffset: 128, as: V.self); o.storeBytes(of: a5, toByteOffset: 160, as: V.self)
-            o.storeBytes(of: a6, toByteOffset: 192, as: V.self); o.storeBytes(of: a7, toByteOffset: 224, as: V.self)
-            p += 64
+    /// dst[0..<8] = src[0..<8].
+    @inline(__always)
+    static func copy8(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>) {
+        UnsafeMutableRawPointer(dst).storeBytes(of: UnsafeRawPointer(src).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+    }
+
+    /// plane[d ..< d + 8] = act(a), the lanes from `planeSize` on dropped.
+    static func storeVector(_ a: SIMD8<Float>, _ d: Int, _ plane: UnsafeMutablePointer<Float>, _ planeSize: Int, _ act: FusedActivation?) {
+        let r = act?.apply(a) ?? a
+        if d + 8 <= planeSize {
+            UnsafeMutableRawPointer(plane + d).storeBytes(of: r, as: SIMD8<Float>.self)
+        } else {
+            for l in 0..<(planeSize - d) { plane[d + l] = r[l] }
         }
     }
 
