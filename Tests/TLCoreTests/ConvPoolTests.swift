@@ -190,6 +190,45 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// A fused activation, with and without a bias, is the activation applied afterwards, bit
+    /// for bit, on every implicit path: pointwise side by side (rows of 4: the four-wide step;
+    /// 5: a scalar tail), pointwise image by image (rows of 21 and more), the padded copies one
+    /// image at a time and side by side, and Winograd; inputs include −0 and values on the bounds.
+    func testFusedActivationOnImplicitPaths() {
+        let shapes = [ConvGeometry(n: 5, c: 9, h: 2, w: 2, oc: 13, kh: 1, kw: 1),
+                      ConvGeometry(n: 3, c: 6, h: 1, w: 5, oc: 7, kh: 1, kw: 1),
+                      ConvGeometry(n: 2, c: 4, h: 21, w: 23, oc: 5, kh: 1, kw: 1),
+                      ConvGeometry(n: 2, c: 3, h: 40, w: 41, oc: 6, kh: 3, kw: 3, pad: 1),
+                      ConvGeometry(n: 3, c: 5, h: 9, w: 10, oc: 6, kh: 3, kw: 3, stride: 2, pad: 1),
+                      ConvGeometry(n: 2, c: 8, h: 12, w: 12, oc: 8, kh: 3, kw: 3, pad: 1)]
+        for g in shapes {
+            var x = randomFloats(g.n * g.c * g.h * g.w, seed: 41).map { $0 * 8 }
+            x[0] = -0.0; x[1] = 6; x[2] = 0
+            let w = randomFloats(g.oc * g.kdim, seed: 42), b = randomFloats(g.oc, seed: 43)
+            for bias in [b, nil] as [[Float]?] {
+                for act in [FusedActivation.relu, .clip(0, 6), .clip(-1, 1)] {
+                    var fused = [Float](repeating: .nan, count: g.n * g.oc * g.oh * g.ow), after = fused
+                    func run(_ y: inout [Float], _ a: FusedActivation?) {
+                        if let bias { Conv.forward(g, x: x, weight: w, bias: bias, y: &y, activation: a, threads: 2) }
+                        else { Conv.forward(g, x: x, weight: w, bias: nil, y: &y, activation: a, threads: 2) }
+                    }
+                    run(&fused, act); run(&after, nil)
+                    act.apply(after.count, &after)
+                    XCTAssertEqual(fused.map(\.bitPattern), after.map(\.bitPattern), "\(g) \(act) bias \(bias != nil)")
+                }
+            }
+        }
+        // The vector and scalar forms agree on −0, NaN, the bounds and infinities.
+        let special: [Float] = [-0.0, 0, .nan, -.infinity, .infinity, 6, -1, 1, 5.5, -3, 7, 0.5]
+        for act in [FusedActivation.relu, .clip(0, 6), .clip(-1, 1)] {
+            var v = special
+            act.apply(v.count, &v)
+            XCTAssertEqual(v.map(\.bitPattern), special.map { act.apply($0).bitPattern }, "\(act)")
+            let (lo, hi) = act.bounds
+            XCTAssertEqual(special.map { min(max($0, lo), hi).bitPattern }, special.map { act.apply($0).bitPattern }, "bounds \(act)")
+        }
+    }
+
     /// Weights packed once (`packWeights`) give the bits of packing them on every call.
     func testPackedWeights() {
         for g in [ConvGeometry(n: 3, c: 5, h: 12, w: 11, oc: 13, kh: 3, kw: 3, pad: 1),     // padded copy

@@ -95,12 +95,34 @@ public enum FusedActivation: Equatable, Sendable {
             return t.replacing(with: hi, where: hi .< t)
         }
     }
-    /// Applies it to n floats in place.
-    public func apply(_ n: Int, _ y: UnsafeMutablePointer<Float>) {
+    /// The activation as a clamp to [lo, hi], for kernels that keep both in registers: relu is
+    /// [0, +∞] (the same bits: −0 becomes +0, NaN stays NaN).
+    public var bounds: (lo: Float, hi: Float) {
         switch self {
-        case .relu: for i in 0..<n { y[i] = max(y[i], 0) }
-        case .clip(let lo, let hi): for i in 0..<n { y[i] = min(max(y[i], lo), hi) }
+        case .relu: return (0, .infinity)
+        case .clip(let lo, let hi): return (lo, hi)
         }
+    }
+    /// The same on four floats.
+    @inline(__always) public func apply(_ v: SIMD4<Float>) -> SIMD4<Float> {
+        switch self {
+        case .relu: return v.replacing(with: 0, where: v .<= 0)
+        case .clip(let lo, let hi):
+            let t = v.replacing(with: lo, where: v .<= lo)
+            return t.replacing(with: hi, where: hi .< t)
+        }
+    }
+    /// Applies it to n floats in place, eight at a time (the scalar `max`/`min` loop had been a
+    /// twentieth of EfficientNet-Lite0's time at 64×64).
+    public func apply(_ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD8<Float>
+        var i = 0
+        while i + 8 <= n {
+            let p = UnsafeMutableRawPointer(y + i)
+            p.storeBytes(of: apply(p.loadUnaligned(as: V.self)), as: V.self)
+            i += 8
+        }
+        while i < n { y[i] = apply(y[i]); i += 1 }
     }
 }
 
@@ -194,8 +216,28 @@ public enum Conv {
     /// how every forward path finishes a row of outputs.
     @inline(__always)
     static func storeOutputs(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, bias: Float?, _ act: FusedActivation?) {
-        if let bo = bias { for p in 0..<n { dst[p] = src[p] + bo } } else if UnsafePointer(dst) != src { dst.update(from: src, count: n) }
-        act?.apply(n, dst)
+        guard let act else {
+            if let bo = bias { for p in 0..<n { dst[p] = src[p] + bo } } else if UnsafePointer(dst) != src { dst.update(from: src, count: n) }
+            return
+        }
+        // Bias and activation in one pass, eight at a time (rows of 4 to 49 outputs).
+        typealias V = SIMD8<Float>
+        let bo = bias ?? 0, bv = V(repeating: bo), hasBias = bias != nil
+        let (lo, hi) = act.bounds, lov = V(repeating: lo), hiv = V(repeating: hi)
+        var p = 0
+        while p + 8 <= n {
+            var v = UnsafeRawPointer(src + p).loadUnaligned(as: V.self)
+            if hasBias { v += bv }
+            v = v.replacing(with: lov, where: v .<= lov)
+            UnsafeMutableRawPointer(dst + p).storeBytes(of: v.replacing(with: hiv, where: hiv .< v), as: V.self)
+            p += 8
+        }
+        if p + 4 <= n {
+            let v = UnsafeRawPointer(src + p).loadUnaligned(as: SIMD4<Float>.self)
+            UnsafeMutableRawPointer(dst + p).storeBytes(of: act.apply(hasBias ? v + SIMD4(repeating: bo) : v), as: SIMD4<Float>.self)
+            p += 4
+        }
+        while p < n { dst[p] = act.apply(hasBias ? src[p] + bo : src[p]); p += 1 }
     }
 
     /// Accumulates the gradients: dx += ∂L/∂x (if dx is given), dweight += ∂L/∂w, dbias += ∂L/∂b

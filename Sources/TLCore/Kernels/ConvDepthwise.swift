@@ -146,7 +146,7 @@ extension Conv {
                                  weight: UnsafePointer<Float>, bias: Float, plane: UnsafeMutablePointer<Float>, planeSize: Int,
                                  activation act: FusedActivation?) {
         typealias V = SIMD8<Float>
-        let b = V(repeating: bias)
+        let b = V(repeating: bias), bounds = act?.bounds ?? (0, 0), lo = V(repeating: bounds.0), hi = V(repeating: bounds.1)
         var v = 0
         while v < count {
             var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
@@ -168,9 +168,10 @@ extension Conv {
             if at[2 * v + 15] + 8 <= planeSize {
                 // (All eight whole: the positions increase.)
                 @inline(__always) func st(_ a: V, _ k: Int) { UnsafeMutableRawPointer(plane + at[2 * v + 2 * k + 1]).storeBytes(of: a, as: V.self) }
-                switch act {
-                case nil: break
-                case let f?: a0 = f.apply(a0); a1 = f.apply(a1); a2 = f.apply(a2); a3 = f.apply(a3); a4 = f.apply(a4); a5 = f.apply(a5); a6 = f.apply(a6); a7 = f.apply(a7)
+                if act != nil {
+                    // (Written out: `FusedActivation.apply` was not inlined here.)
+                    @inline(__always) func f(_ v: inout V) { v = v.replacing(with: lo, where: v .<= lo); v = v.replacing(with: hi, where: hi .< v) }
+                    f(&a0); f(&a1); f(&a2); f(&a3); f(&a4); f(&a5); f(&a6); f(&a7)
                 }
                 st(a0, 0); st(a1, 1); st(a2, 2); st(a3, 3); st(a4, 4); st(a5, 5); st(a6, 6); st(a7, 7)
             } else {
