@@ -353,8 +353,20 @@ enum Broadcast {
         return st
     }
     /// body(offset in each operand, offset in the output, run length, stride of each operand
-    /// along the run) for every run of the last axis.
-    static func runs(_ out: [Int], _ st: [[Int]], _ body: ([Int], Int, Int, [Int]) -> Void) {
+    /// along the run) for every run of the last axis (with `merge`, of the last axes that every
+    /// operand walks contiguously; `reduce` keeps its runs, which fix its order of summation).
+    static func runs(_ out0: [Int], _ st0: [[Int]], merge: Bool = true, _ body: ([Int], Int, Int, [Int]) -> Void) {
+        // Adjacent axes that every operand walks contiguously are one axis (operands of the same
+        // shape become a single run; a per-channel operand runs over whole planes): a residual
+        // Add on 2×2 planes had gone two elements per call.
+        var out = out0, st = st0, d = merge ? out.count - 2 : -1
+        while d >= 0 {
+            if st.allSatisfy({ $0[d] == $0[d + 1] * out[d + 1] }) {
+                out[d + 1] *= out[d]; out.remove(at: d)
+                for k in st.indices { st[k].remove(at: d) }
+            }
+            d -= 1
+        }
         let r = out.count
         if r == 0 { body([Int](repeating: 0, count: st.count), 0, 1, [Int](repeating: 0, count: st.count)); return }
         let len = out[r - 1], outer = out.dropLast().reduce(1, *)
@@ -379,7 +391,7 @@ enum Broadcast {
         if g.shape == s { return g }
         let out = g.shape, r = Tensor.f32(s)
         let st = strides(s, out)
-        runs(out, [st]) { o, go, len, inner in
+        runs(out, [st], merge: false) { o, go, len, inner in
             let dst = r.f32 + o[0], src = g.f32 + go
             if inner[0] == 0 { var acc: Float = 0; for q in 0..<len { acc += src[q] }; dst[0] += acc }
             else { for q in 0..<len { dst[q] += src[q] } }

@@ -22,6 +22,46 @@ final class GraphGradientTests: XCTestCase, LayerGradientChecking {
         try checkLayer(g, input: [2, 3, 4])
     }
 
+    /// Broadcast runs, with axes merged where every operand walks them contiguously, visit each
+    /// output element once with the operand offsets that index arithmetic gives; a transposed
+    /// walk and a reduction (whose runs are not merged) included.
+    func testBroadcastRuns() throws {
+        let cases: [([Int], [Int])] = [([2, 3, 4], [4]), ([2, 3, 4], [3, 1]), ([2, 3, 4], []), ([2, 3, 4], [2, 3, 4]),
+                                       ([2, 3, 4], [1, 3, 1]), ([5, 2, 2], [5, 1, 1]), ([2, 1, 4], [3, 1]), ([3, 7], [1, 7])]
+        for (a, b) in cases {
+            let out = try Broadcast.shape(a, b), sa = Broadcast.strides(a, out), sb = Broadcast.strides(b, out)
+            let n = out.reduce(1, *)
+            var seen = [Int](repeating: 0, count: n), calls = 0
+            Broadcast.runs(out, [sa, sb]) { o, zo, len, st in
+                calls += 1
+                for t in 0..<len {
+                    // The output index's coordinates, and each operand's offset from them.
+                    var rest = zo + t, offA = 0, offB = 0
+                    for d in stride(from: out.count - 1, through: 0, by: -1) {
+                        let i = rest % out[d]; rest /= out[d]
+                        offA += i * sa[d]; offB += i * sb[d]
+                    }
+                    XCTAssertEqual(o[0] + t * st[0], offA, "\(a) \(b)"); XCTAssertEqual(o[1] + t * st[1], offB, "\(a) \(b)")
+                    seen[zo + t] += 1
+                }
+            }
+            XCTAssertEqual(seen, [Int](repeating: 1, count: n), "\(a) \(b)")
+            if a == b { XCTAssertEqual(calls, 1, "same shapes are one run") }
+        }
+        // A transposed walk ([2, 3, 4] read as [4, 3, 2]) is not contiguous: runs of 2.
+        var calls = 0
+        Broadcast.runs([4, 3, 2], [[1, 4, 12]]) { _, _, len, _ in calls += 1; XCTAssertEqual(len, 2) }
+        XCTAssertEqual(calls, 12)
+        // Reduction to [3, 1] keeps runs of the last axis (its summation order).
+        let g = Tensor((0..<24).map { Float($0) }, shape: [2, 3, 4]), r = Broadcast.reduce(g, to: [3, 1])
+        XCTAssertEqual(r.shape, [3, 1])
+        for c in 0..<3 {
+            var want = 0
+            for i in 0..<2 { for j in 0..<4 { want += i * 12 + c * 4 + j } }
+            XCTAssertEqual(r.f32[c], Float(want))
+        }
+    }
+
     func testMatMulConcatAndShapes() throws {
         var w = randomTensor([4, 5], seed: 5)
         try checkLayer(try graph([2, 3, 4], [("mm", "MatMul", ["x", "w"], [:])], tensors: ["w": w]), input: [2, 3, 4])
