@@ -97,14 +97,6 @@ public enum FusedActivation: Equatable, Sendable {
             return t.replacing(with: hi, where: hi .< t)
         }
     }
-    /// The activation as a clamp to [lo, hi], for kernels that keep both in registers: relu is
-    /// [0, +∞] (the same bits: −0 becomes +0, NaN stays NaN).
-    public var bounds: (lo: Float, hi: Float) {
-        switch self {
-        case .relu: return (0, .infinity)
-        case .clip(let lo, let hi): return (lo, hi)
-        }
-    }
     /// The same on four floats.
     @inline(__always) public func apply(_ v: SIMD4<Float>) -> SIMD4<Float> {
         switch self {
@@ -112,6 +104,14 @@ public enum FusedActivation: Equatable, Sendable {
         case .clip(let lo, let hi):
             let t = v.replacing(with: lo, where: v .<= lo)
             return t.replacing(with: hi, where: hi .< t)
+        }
+    }
+    /// The activation as a clamp to [lo, hi], for kernels that keep both in registers: relu is
+    /// [0, +∞] (the same bits: −0 becomes +0, NaN stays NaN).
+    public var bounds: (lo: Float, hi: Float) {
+        switch self {
+        case .relu: return (0, .infinity)
+        case .clip(let lo, let hi): return (lo, hi)
         }
     }
     /// Applies it to n floats in place, eight at a time (the scalar `max`/`min` loop had been a

@@ -104,30 +104,7 @@ extension Conv {
                                     for q in 0..<g.w { d[q] = s[q] }
                                 }
                             } else {
-                                // Columns by parity: padded column p = q + padLeft goes to phase p mod 2,
-                                // position p / 2; sixteen (or eight) at a time, even and odd lanes apart,
-                                // the last chunk overlapping the previous ones (it stores the same values).
-                                @inline(__always) func split16(_ q: Int) {
-                                    let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD16<Float>.self)
-                                    let p = q + g.padLeft, e = p & 1
-                                    UnsafeMutableRawPointer(row + e * planeQ + p / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
-                                    UnsafeMutableRawPointer(row + (1 - e) * planeQ + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
-                                }
-                                @inline(__always) func split8(_ q: Int) {
-                                    let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD8<Float>.self)
-                                    let p = q + g.padLeft, e = p & 1
-                                    UnsafeMutableRawPointer(row + e * planeQ + p / 2).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
-                                    UnsafeMutableRawPointer(row + (1 - e) * planeQ + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
-                                }
-                                if g.w >= 16 {
-                                    var q = 0
-                                    while q + 16 <= g.w { split16(q); q += 16 }
-                                    if q < g.w { split16(g.w - 16) }
-                                } else if g.w >= 8 {
-                                    split8(0); split8(g.w - 8)
-                                } else {
-                                    for q in 0..<g.w { let p = q + g.padLeft; row[(p & 1) * planeQ + p / 2] = s[q] }
-                                }
+                                splitColumns(row, half: planeQ, s, g.w, padLeft: g.padLeft)
                             }
                         }
                         depthwiseVectors(rounded, at: at, taps: taps, offsets: off, input: padded, weight: weight + c * taps,
@@ -188,6 +165,36 @@ extension Conv {
     @inline(__always)
     static func copy8(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>) {
         UnsafeMutableRawPointer(dst).storeBytes(of: UnsafeRawPointer(src).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+    }
+
+    /// A row of w floats at `s` into the two column-parity halves of a padded row (`row` and
+    /// `row + half`, for a stride-2 convolution): padded column p = q + padLeft goes to half
+    /// p mod 2, position p / 2. Sixteen (or eight) at a time, even and odd lanes apart; the last
+    /// chunk overlaps the one before (it stores the same values), so nothing outside the row's
+    /// own positions is written and nothing past the row is read.
+    @inline(__always)
+    static func splitColumns(_ row: UnsafeMutablePointer<Float>, half: Int, _ s: UnsafePointer<Float>, _ w: Int, padLeft: Int) {
+        @inline(__always) func split16(_ q: Int) {
+            let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD16<Float>.self)
+            let p = q + padLeft, e = p & 1
+            UnsafeMutableRawPointer(row + e * half + p / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(row + (1 - e) * half + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
+        }
+        @inline(__always) func split8(_ q: Int) {
+            let v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD8<Float>.self)
+            let p = q + padLeft, e = p & 1
+            UnsafeMutableRawPointer(row + e * half + p / 2).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+            UnsafeMutableRawPointer(row + (1 - e) * half + (p + 1) / 2).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
+        }
+        if w >= 16 {
+            var q = 0
+            while q + 16 <= w { split16(q); q += 16 }
+            if q < w { split16(w - 16) }
+        } else if w >= 8 {
+            split8(0); split8(w - 8)
+        } else {
+            for q in 0..<w { let p = q + padLeft; row[(p & 1) * half + p / 2] = s[q] }
+        }
     }
 
     /// plane[d ..< d + 8] = act(a), the lanes from `planeSize` on dropped.

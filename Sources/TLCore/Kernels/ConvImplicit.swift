@@ -410,10 +410,7 @@ extension Conv {
                             // Whole 8-float moves; the few written past b are rewritten below or
                             // by the next stretch (the row buffer has room for them).
                             var p = a
-                            while p < b {
-                                UnsafeMutableRawPointer(o + p).storeBytes(of: UnsafeRawPointer(src + p).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
-                                p += 8
-                            }
+                            while p < b { copy8(o + p, src + p); p += 8 }
                         } else if g.strideW == 1 { for p in a..<b { o[p] = src[p] } } else { for p in a..<b { o[p] = src[p * g.strideW] } }
                         for p in b..<end { o[p] = 0 }
                     }

@@ -108,7 +108,7 @@ extension Conv {
         let mbuf = Scratch.buffer(.output, floats: 16 * oc * tpad)
         let kc = implicitKC(c)
         let bufB = Scratch.buffer(.packB, floats: min(kc, c) * ((tmax + 15) / 16 * 16))
-        let rowBuf = Scratch.buffer(.reduce, floats: 16)
+        let tail = Scratch.buffer(.reduce, floats: 16)   // a partial row of outputs
         var paddedUpTo = images.lowerBound   // images below this are in their slots
 
         func pad(_ img: Int) {
@@ -118,23 +118,8 @@ extension Conv {
                 for r in 0..<ih {
                     let pr = r + padTop
                     if pr >= h2 { break }
-                    let row = dst + ch * chanP + pr * 2 * hs, s = src0 + (ch * ih + r) * iw
-                    // Padded column p = q + padLeft goes to half p mod 2, position p / 2;
-                    // sixteen at a time, the last sixteen from a zero-filled copy of the tail
-                    // (its zeros land on the border, or past the half's end in its slack).
-                    var q = 0
-                    while q < iw {
-                        let v: SIMD16<Float>
-                        if q + 16 <= iw { v = UnsafeRawPointer(s + q).loadUnaligned(as: SIMD16<Float>.self) } else {
-                            rowBuf.update(repeating: 0, count: 16)
-                            rowBuf.update(from: s + q, count: iw - q)
-                            v = UnsafeRawPointer(rowBuf).loadUnaligned(as: SIMD16<Float>.self)
-                        }
-                        let p = q + padLeft, e = p & 1
-                        UnsafeMutableRawPointer(row + e * hs + p / 2).storeBytes(of: v.evenHalf, as: V.self)
-                        UnsafeMutableRawPointer(row + (1 - e) * hs + (p + 1) / 2).storeBytes(of: v.oddHalf, as: V.self)
-                        q += 16
-                    }
+                    // Even and odd padded columns into the row's two halves.
+                    splitColumns(dst + ch * chanP + pr * 2 * hs, half: hs, src0 + (ch * ih + r) * iw, iw, padLeft: padLeft)
                 }
             }
         }
@@ -192,7 +177,6 @@ extension Conv {
             }
 
             // Y = Aᵀ M A per tile, two output rows per tile row, then bias and activation.
-            let tail = rowBuf
             for o in 0..<oc {
                 let bo = SIMD16<Float>(repeating: bias?[o] ?? 0), mo = mbuf + o * tpad
                 for (n, (img, ty)) in chunk.enumerated() {
